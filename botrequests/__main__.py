@@ -1,0 +1,3 @@
+from botrequests.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""The `botrequests` command: serve, import, repair-threads."""
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from botrequests.config import Settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    if args.workers > 1 and settings.embedded:
+        print(
+            "botrequests: --workers > 1 needs MONGODB_URI: each worker would hold its own "
+            "in-memory database, and requests would land in different ones.",
+            file=sys.stderr,
+        )
+        return 2
+    if args.import_paths:
+        if not settings.embedded:
+            print(
+                "botrequests: serve --import loads into the embedded backend only; "
+                "use `botrequests import` for MONGODB_URI.",
+                file=sys.stderr,
+            )
+            return 2
+        # The app loads these in its lifespan (the embedded database lives in its process).
+        os.environ["BOTREQUESTS_IMPORT_PATHS"] = os.pathsep.join(args.import_paths)
+    uvicorn.run(
+        "botrequests.app:app",
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        reload=args.reload,
+        workers=args.workers if args.workers > 1 else None,
+        log_level=settings.log_level,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="botrequests", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1, setting HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8000, setting PORT)")
+    serve.add_argument("--reload", action="store_true", help="restart on code changes")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument(
+        "--import",
+        dest="import_paths",
+        nargs="+",
+        metavar="PATH",
+        help="load mongoexport files into the embedded backend at start-up",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    if args.command == "serve":
+        return _serve(args, settings)
+    return asyncio.run(_run_async(args, settings))
+
+
+async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
+    raise SystemExit(f"unknown command {args.command}")

@@ -1,0 +1,29 @@
+"""Settings, read from the environment and `.env` (see `.env.example` for every one)."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Empty or `mongomock://...` selects the in-memory backend: nothing is kept after exit.
+    mongodb_uri: str = ""
+    mongodb_database: str = "botrequests"
+    # Short timeouts so an unreachable database turns into a quick 503, not a hung request.
+    mongodb_timeout_ms: int = Field(default=3000, ge=100, le=120_000)
+
+    # The thread lookup stops this many levels above or below a request.
+    thread_max_depth: int = Field(default=1000, ge=1, le=100_000)
+    page_default_limit: int = Field(default=50, ge=1, le=500)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "info"
+
+    @property
+    def embedded(self) -> bool:
+        return not self.mongodb_uri or self.mongodb_uri.startswith("mongomock://")
+
+
+settings = Settings()

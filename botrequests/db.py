@@ -1,0 +1,145 @@
+"""The only module that knows the driver: client creation, Beanie start-up, raw calls.
+
+Motor reaches end of life in 2027 and Beanie 2 moves to PyMongo's async client; keeping
+every driver-specific line here makes that move a change in one place (DESIGN.md).
+"""
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from beanie import Document, init_beanie
+from motor.motor_asyncio import AsyncIOMotorClient
+from pymongo import monitoring
+
+from botrequests.config import Settings
+from botrequests.documents import DOCUMENT_MODELS
+
+log = logging.getLogger("botrequests.db")
+
+
+class _RoundTrips(monitoring.CommandListener):
+    """Counts commands sent to the server (real MongoDB) while `counting` is on."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.counting = False
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.counting:
+            self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+_listener = _RoundTrips()
+
+# The mongomock collection methods that stand for one round trip to a server.
+_MOCK_OPERATIONS = (
+    "find",
+    "find_one",
+    "aggregate",
+    "insert_one",
+    "insert_many",
+    "update_one",
+    "update_many",
+    "delete_one",
+    "delete_many",
+    "count_documents",
+    "find_one_and_update",
+    "bulk_write",
+    "distinct",
+)
+
+
+@contextmanager
+def count_round_trips() -> Iterator[_RoundTrips]:
+    """Count database round trips made inside the block, on either backend.
+
+    On a real server a command listener counts what is sent; on the embedded backend the
+    outermost call into a mongomock collection counts as one (mongomock calls itself, e.g.
+    `find_one` goes through `find`, so nested calls are not counted twice).
+    """
+    from mongomock.collection import Collection
+
+    originals = {name: getattr(Collection, name) for name in _MOCK_OPERATIONS}
+    depth = 0
+
+    def wrap(original: Any) -> Any:
+        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal depth
+            if depth == 0:
+                _listener.count += 1
+            depth += 1
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                depth -= 1
+
+        return counted
+
+    _listener.count = 0
+    _listener.counting = True
+    for name, original in originals.items():
+        setattr(Collection, name, wrap(original))
+    try:
+        yield _listener
+    finally:
+        _listener.counting = False
+        for name, original in originals.items():
+            setattr(Collection, name, original)
+
+
+def create_client(settings: Settings) -> Any:
+    """A Motor client for `MONGODB_URI`, or the in-memory backend when it is unset."""
+    if settings.embedded:
+        from mongomock_motor import AsyncMongoMockClient
+
+        log.warning(
+            "MONGODB_URI is not set: using the embedded in-memory database; "
+            "nothing is kept after exit"
+        )
+        return AsyncMongoMockClient(tz_aware=True)
+    timeout = settings.mongodb_timeout_ms
+    return AsyncIOMotorClient(
+        settings.mongodb_uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout,
+        connectTimeoutMS=timeout,
+        socketTimeoutMS=max(timeout * 5, 10_000),
+        event_listeners=[_listener],
+    )
+
+
+async def init_db(client: Any, settings: Settings) -> None:
+    """Bind the Beanie documents to the database and create their indexes."""
+    await init_beanie(database=client[settings.mongodb_database], document_models=DOCUMENT_MODELS)
+
+
+def close_client(client: Any) -> None:
+    client.close()
+
+
+async def ping(client: Any) -> None:
+    await client.admin.command("ping")
+
+
+def collection(model: type[Document]) -> Any:
+    return model.get_motor_collection()
+
+
+async def aggregate(model: type[Document], pipeline: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Run an aggregation on a document's collection and return the raw documents."""
+    cursor = collection(model).aggregate(list(pipeline))
+    return await cursor.to_list(length=None)
+
+
+async def insert_raw(model: type[Document], docs: list[dict]) -> list[Any]:
+    """Insert documents exactly as given (used by the importer: unknown fields kept)."""
+    result = await collection(model).insert_many(docs, ordered=False)
+    return list(result.inserted_ids)

@@ -1,0 +1,72 @@
+"""Dependencies: strict path ids, load-or-404 records, the `populate` query, JSON output."""
+
+from typing import Annotated, Any
+
+import orjson
+from beanie import PydanticObjectId
+from fastapi import Depends, Path, Query
+from fastapi.responses import Response
+
+from botrequests import populate, records
+from botrequests.documents import Bot, BotRequest, File, Invoice, Organization, User
+from botrequests.errors import not_found
+from botrequests.schemas import OBJECT_ID_PATTERN
+
+
+class JSON(Response):
+    """orjson-encoded JSON: the serializer already made every value JSON-ready."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def object_id(
+    id: Annotated[str, Path(pattern=OBJECT_ID_PATTERN, description="24 hex digits")],
+) -> PydanticObjectId:
+    return PydanticObjectId(id.lower())
+
+
+ObjectIdPath = Annotated[PydanticObjectId, Depends(object_id)]
+
+
+def _loader(model: type) -> Any:
+    async def load(identifier: ObjectIdPath) -> Any:
+        return await records.get_or_404(model, identifier)
+
+    return load
+
+
+OrganizationDep = Annotated[Organization, Depends(_loader(Organization))]
+UserDep = Annotated[User, Depends(_loader(User))]
+BotDep = Annotated[Bot, Depends(_loader(Bot))]
+FileDep = Annotated[File, Depends(_loader(File))]
+InvoiceDep = Annotated[Invoice, Depends(_loader(Invoice))]
+
+
+async def load_bot_request(identifier: ObjectIdPath) -> BotRequest:
+    found = await BotRequest.get(identifier)
+    if found is None:
+        raise not_found("bot request", identifier)
+    return found
+
+
+BotRequestDep = Annotated[BotRequest, Depends(load_bot_request)]
+
+
+def populate_paths(
+    populate_: Annotated[
+        str | None,
+        Query(
+            alias="populate",
+            max_length=200,
+            description="Comma list of bot, createdBy, organization, images, invoice; "
+            "empty or 'none' for raw ids. Absent: all.",
+        ),
+    ] = None,
+) -> tuple[str, ...]:
+    return populate.parse_paths(populate_)
+
+
+PopulatePaths = Annotated[tuple[str, ...], Depends(populate_paths)]

@@ -1,0 +1,144 @@
+"""Beanie documents: the stored shape, exactly as the Mongoose application stores it.
+
+Field names are the stored (and served) camelCase names, declared in the order Mongoose
+writes them, so that serving a document keeps its key order. References are plain
+ObjectIds (`PydanticObjectId`), never `Link`. `extra="allow"` keeps `__v` and fields this
+service does not know in `model_extra`, so they are neither lost nor served.
+"""
+
+from datetime import datetime
+from typing import Any
+
+import pymongo
+from beanie import Document, PydanticObjectId
+from pydantic import BaseModel, ConfigDict, Field
+from pymongo import IndexModel
+
+
+class StoredDocument(Document):
+    model_config = ConfigDict(extra="allow")
+
+    class Settings:
+        keep_nulls = False
+        use_revision = False
+        validate_on_save = False
+
+
+class Organization(StoredDocument):
+    name: str
+    createdAt: datetime | None = None
+    updatedAt: datetime | None = None
+
+    class Settings(StoredDocument.Settings):
+        name = "organizations"
+
+
+class User(StoredDocument):
+    name: str
+    email: str | None = None
+    organization: PydanticObjectId | None = None
+    createdAt: datetime | None = None
+    updatedAt: datetime | None = None
+
+    class Settings(StoredDocument.Settings):
+        name = "users"
+        indexes = [IndexModel([("organization", pymongo.ASCENDING)])]
+
+
+class BotInput(BaseModel):
+    """One input definition, embedded in its bot with its own `_id` (as Mongoose does)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    id: PydanticObjectId | None = Field(default=None, alias="_id")
+    inputGroup: int | None = None
+    inputType: str | None = None
+    step: int | None = None
+    bot: PydanticObjectId | None = None
+    label: str | None = None
+    name: str | None = None
+    defaultValue: Any = None
+    placeholder: str | None = None
+    required: bool | None = None
+    options: list[Any] | None = None
+
+
+class Bot(StoredDocument):
+    name: str
+    slug: str
+    creditCost: int | None = None
+    inputs: list[BotInput] | None = None
+    promptTemplate: str | None = None
+    organization: PydanticObjectId | None = None
+    createdAt: datetime | None = None
+    updatedAt: datetime | None = None
+
+    class Settings(StoredDocument.Settings):
+        name = "bots"
+        indexes = [
+            IndexModel([("slug", pymongo.ASCENDING)], unique=True),
+            IndexModel([("organization", pymongo.ASCENDING)]),
+        ]
+
+
+class File(StoredDocument):
+    createdBy: PydanticObjectId | None = None
+    fileName: str
+    s3Key: str
+    contentType: str | None = None
+    size: int | None = None
+    organization: PydanticObjectId | None = None
+    createdAt: datetime | None = None
+    updatedAt: datetime | None = None
+
+    class Settings(StoredDocument.Settings):
+        name = "files"
+
+
+class Invoice(StoredDocument):
+    organization: PydanticObjectId
+    credits: int
+    status: str
+    reference: str | None = None
+    createdAt: datetime | None = None
+    updatedAt: datetime | None = None
+
+    class Settings(StoredDocument.Settings):
+        name = "invoices"
+        indexes = [IndexModel([("organization", pymongo.ASCENDING)])]
+
+
+class BotRequest(StoredDocument):
+    images: list[PydanticObjectId] | None = None
+    success: bool
+    relatedRequests: list[PydanticObjectId] | None = None
+    bot: PydanticObjectId
+    createdBy: PydanticObjectId | None = None
+    organization: PydanticObjectId | None = None
+    inputs: dict[str, Any] | None = None
+    ip: str | None = None
+    prompt: str | None = None
+    response: Any = None
+    originalRequest: PydanticObjectId | None = None
+    invoice: PydanticObjectId | None = None
+    sessionKey: str | None = None
+    isAggregation: bool | None = None
+    credits: int | None = None
+    createdAt: datetime | None = None
+    updatedAt: datetime | None = None
+
+    class Settings(StoredDocument.Settings):
+        name = "botrequests"
+        # Every lookup the service makes; newest-first pages sort by (createdAt, _id).
+        indexes = [
+            IndexModel([("createdAt", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]),
+            IndexModel([("updatedAt", pymongo.DESCENDING)]),
+            IndexModel([("bot", pymongo.ASCENDING), ("createdAt", pymongo.DESCENDING)]),
+            IndexModel([("organization", pymongo.ASCENDING), ("createdAt", pymongo.DESCENDING)]),
+            IndexModel([("createdBy", pymongo.ASCENDING), ("createdAt", pymongo.DESCENDING)]),
+            IndexModel([("sessionKey", pymongo.ASCENDING), ("createdAt", pymongo.DESCENDING)]),
+            IndexModel([("originalRequest", pymongo.ASCENDING)]),
+        ]
+
+
+DOCUMENT_MODELS: list[type[Document]] = [Organization, User, Bot, File, Invoice, BotRequest]

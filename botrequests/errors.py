@@ -1,0 +1,70 @@
+"""Domain errors, raised below the routes and mapped to one JSON shape by one handler.
+
+Every error body is `{"detail": ...}`; validation-like errors use FastAPI's list form
+(`[{"loc": [...], "msg": ..., "type": ...}]`) so a client parses one shape for all 422s.
+"""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, ServerSelectionTimeoutError
+
+log = logging.getLogger("botrequests.errors")
+
+
+class ServiceError(Exception):
+    status_code = 400
+
+    def __init__(self, detail: object) -> None:
+        super().__init__(str(detail))
+        self.detail = detail
+
+
+class NotFound(ServiceError):
+    status_code = 404
+
+
+class Conflict(ServiceError):
+    status_code = 409
+
+
+class Unavailable(ServiceError):
+    status_code = 503
+
+
+class InvalidInput(ServiceError):
+    """422 naming the offending field: `loc` is its path, as in FastAPI's own 422s."""
+
+    status_code = 422
+
+    def __init__(self, loc: list[str | int], msg: str, kind: str = "value_error") -> None:
+        super().__init__([{"loc": loc, "msg": msg, "type": kind}])
+
+
+def not_found(what: str, identifier: object) -> NotFound:
+    return NotFound(f"{what} {identifier} not found")
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+
+async def _duplicate_key(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DuplicateKeyError)
+    keys = sorted((exc.details or {}).get("keyValue", {}) or {})
+    what = ", ".join(keys) if keys else "a unique field"
+    return JSONResponse({"detail": f"duplicate value for {what}"}, status_code=409)
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database unavailable: %s", type(exc).__name__)
+    return JSONResponse({"detail": "database unavailable, try again shortly"}, status_code=503)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(DuplicateKeyError, _duplicate_key)
+    app.add_exception_handler(ServerSelectionTimeoutError, _unavailable)
+    app.add_exception_handler(ConnectionFailure, _unavailable)

@@ -1,0 +1,111 @@
+"""Population: expand a page of bot requests' references, as Mongoose's `populate` does.
+
+One `$in` query per referenced collection for the whole page, run concurrently, so the
+number of round trips does not grow with the page (at most 5 on top of the page's own).
+A reference whose target is gone stays its id string.
+"""
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from beanie import Document, PydanticObjectId
+from beanie.operators import In
+from pydantic import BaseModel, ConfigDict, Field
+
+from botrequests.documents import Bot, BotInput, BotRequest, File, Invoice, Organization, User
+from botrequests.errors import InvalidInput
+from botrequests.serialize import dump, dump_bot
+
+
+class _Projection(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    id: PydanticObjectId = Field(alias="_id")
+
+
+class BotSummary(_Projection):
+    """`bot` populated: `{creditCost, inputs, name, slug, id}` (the seed's selection)."""
+
+    creditCost: int | None = None
+    inputs: list[BotInput] | None = None
+    name: str | None = None
+    slug: str | None = None
+
+
+class NameOnly(_Projection):
+    """`createdBy` / `organization` populated: `{name, id}` (never a user's email)."""
+
+    name: str | None = None
+
+
+PATHS: tuple[str, ...] = ("bot", "createdBy", "organization", "images", "invoice")
+
+# path -> (document class, projection model or None for the whole record, dumper)
+_SOURCES: dict[str, tuple[type[Document], type[BaseModel] | None, Any]] = {
+    "bot": (Bot, BotSummary, dump_bot),
+    "createdBy": (User, NameOnly, dump),
+    "organization": (Organization, NameOnly, dump),
+    "images": (File, None, dump),
+    "invoice": (Invoice, None, dump),
+}
+
+
+def parse_paths(raw: str | None) -> tuple[str, ...]:
+    """`?populate=`: absent → every path; empty or `none` → none; else a comma list."""
+    if raw is None:
+        return PATHS
+    raw = raw.strip()
+    if raw in ("", "none"):
+        return ()
+    wanted = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    unknown = [path for path in wanted if path not in PATHS]
+    if unknown:
+        raise InvalidInput(
+            ["query", "populate"],
+            f"unknown path {unknown[0]!r}; choose from {', '.join(PATHS)} or 'none'",
+        )
+    return wanted
+
+
+def _ids(docs: Iterable[BotRequest], path: str) -> list[PydanticObjectId]:
+    found: dict[PydanticObjectId, None] = {}
+    for doc in docs:
+        value = getattr(doc, path)
+        if isinstance(value, list):
+            found.update(dict.fromkeys(value))
+        elif value is not None:
+            found[value] = None
+    return list(found)
+
+
+async def _fetch(path: str, ids: list[PydanticObjectId]) -> dict[str, dict[str, Any]]:
+    model, projection, dumper = _SOURCES[path]
+    if not ids:
+        return {}
+    query = model.find(In(model.id, ids))
+    rows = await (query.project(projection) if projection else query).to_list()
+    return {str(row.id): dumper(row) for row in rows}
+
+
+async def lookups(docs: Sequence[BotRequest], paths: Sequence[str]) -> dict[str, dict]:
+    """The referenced records of a page, per path, keyed by id string."""
+    paths = [p for p in paths if p in _SOURCES]
+    results = await asyncio.gather(*(_fetch(p, _ids(docs, p)) for p in paths))
+    return dict(zip(paths, results, strict=True))
+
+
+def apply(served: dict[str, Any], found: dict[str, dict]) -> dict[str, Any]:
+    """Replace the id strings of one served request with the records found for them."""
+    for path, records in found.items():
+        value = served.get(path)
+        if isinstance(value, list):
+            served[path] = [records.get(item, item) for item in value]
+        elif value is not None:
+            served[path] = records.get(value, value)
+    return served
+
+
+async def populate(docs: Sequence[BotRequest], paths: Sequence[str]) -> list[dict[str, Any]]:
+    """Serve a page of bot requests with `paths` expanded."""
+    found = await lookups(docs, paths) if paths else {}
+    return [apply(dump(doc), found) for doc in docs]

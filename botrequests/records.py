@@ -1,0 +1,151 @@
+"""Service functions for organizations, users, files, invoices and bots."""
+
+from typing import Any, TypeVar
+
+from beanie import Document, PydanticObjectId, UpdateResponse
+from beanie.operators import In, Set, Unset
+from bson import ObjectId
+from pydantic import BaseModel, Field
+
+from botrequests.documents import Bot, File, Invoice, Organization, User
+from botrequests.errors import InvalidInput, not_found
+from botrequests.schemas import (
+    BotCreate,
+    BotInputCreate,
+    BotUpdate,
+    FileCreate,
+    InvoiceCreate,
+    OrganizationCreate,
+    UserCreate,
+)
+from botrequests.timeutil import later_than, now
+
+LABELS: dict[type[Document], str] = {
+    Organization: "organization",
+    User: "user",
+    Bot: "bot",
+    File: "file",
+    Invoice: "invoice",
+}
+
+
+T = TypeVar("T", bound=Document)
+
+
+class _IdOnly(BaseModel):
+    id: PydanticObjectId = Field(alias="_id")
+
+
+async def get_or_404(model: type[T], identifier: PydanticObjectId) -> T:
+    found = await model.get(identifier)
+    if found is None:
+        raise not_found(LABELS.get(model, "record"), identifier)
+    return found
+
+
+async def missing_ids(model: type[Document], ids: list[PydanticObjectId]) -> set[PydanticObjectId]:
+    """Which of `ids` name no record (one query, whatever the count)."""
+    if not ids:
+        return set()
+    rows = await model.find(In(model.id, ids)).project(_IdOnly).to_list()
+    return set(ids) - {row.id for row in rows}
+
+
+async def require(model: type[Document], identifier: PydanticObjectId | None, loc: str) -> None:
+    """422 naming the body field when a reference points at nothing."""
+    if identifier is not None and await missing_ids(model, [identifier]):
+        raise InvalidInput(["body", loc], f"{LABELS[model]} {identifier} does not exist")
+
+
+def _stamped(fields: dict[str, Any]) -> dict[str, Any]:
+    """A new record's fields as Mongoose writes them: `_id` first, timestamps, `__v: 0`."""
+    moment = now()
+    return {
+        "id": fields.pop("id", None) or PydanticObjectId(),
+        **fields,
+        "createdAt": moment,
+        "updatedAt": moment,
+        "__v": 0,
+    }
+
+
+async def create_organization(body: OrganizationCreate) -> Organization:
+    return await Organization(**_stamped(body.model_dump())).insert()
+
+
+async def create_user(body: UserCreate) -> User:
+    await require(Organization, body.organization, "organization")
+    return await User(**_stamped(body.model_dump(exclude_unset=True))).insert()
+
+
+async def create_file(body: FileCreate) -> File:
+    await require(User, body.createdBy, "createdBy")
+    await require(Organization, body.organization, "organization")
+    return await File(**_stamped(body.model_dump(exclude_unset=True))).insert()
+
+
+async def create_invoice(body: InvoiceCreate) -> Invoice:
+    await require(Organization, body.organization, "organization")
+    return await Invoice(**_stamped(body.model_dump(exclude_unset=True))).insert()
+
+
+def _stored_inputs(
+    bot_id: ObjectId, inputs: list[BotInputCreate], previous: list | None = None
+) -> list[dict[str, Any]]:
+    """Input definitions as Mongoose embeds them: each with its own `_id` and its `bot`.
+    An input keeps its `_id` across a PATCH when its name is unchanged."""
+    kept = {item.name: item.id for item in previous or [] if item.id is not None}
+    stored = []
+    for item in inputs:
+        fields = item.model_dump(exclude_unset=True)
+        stored.append({"_id": kept.get(item.name) or ObjectId(), **_input_order(fields, bot_id)})
+    return stored
+
+
+def _input_order(fields: dict[str, Any], bot_id: ObjectId) -> dict[str, Any]:
+    # Mongoose's order for an input definition: `bot` sits after `step`.
+    order = ("inputGroup", "inputType", "step", "bot", "label", "name", "defaultValue")
+    rest = ("placeholder", "required", "options")
+    merged = {**fields, "bot": bot_id}
+    return {key: merged[key] for key in (*order, *rest) if key in merged}
+
+
+async def create_bot(body: BotCreate) -> Bot:
+    await require(Organization, body.organization, "organization")
+    fields = body.model_dump(exclude_unset=True, exclude={"inputs"})
+    bot_id = PydanticObjectId()
+    fields["creditCost"] = body.creditCost
+    fields["inputs"] = _stored_inputs(bot_id, body.inputs)
+    return await Bot(**_stamped({"id": bot_id, **fields})).insert()
+
+
+async def update_bot(bot: Bot, body: BotUpdate) -> Bot:
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        return bot
+    for required in ("name", "slug", "creditCost", "inputs"):
+        if required in changes and changes[required] is None:
+            raise InvalidInput(["body", required], "may not be null")
+    await require(Organization, body.organization, "organization")
+    cleared = {key: 1 for key, value in changes.items() if value is None}
+    updates = {key: value for key, value in changes.items() if value is not None}
+    if "inputs" in updates:
+        updates["inputs"] = _stored_inputs(bot.id, body.inputs or [], bot.inputs)
+    updates["updatedAt"] = later_than(bot.updatedAt)
+    operations: list[Any] = [Set(updates)]
+    if cleared:
+        operations.append(Unset(cleared))
+    return await update_returning(Bot, bot.id, operations)
+
+
+async def update_returning(
+    model: type[T], identifier: PydanticObjectId, operations: list[Any]
+) -> T:
+    """Apply `$set` / `$unset` / `$addToSet` operations and read the result back in the
+    same round trip (findAndModify): never a whole-document replace."""
+    updated = await model.find_one(model.id == identifier).update(
+        *operations, response_type=UpdateResponse.NEW_DOCUMENT
+    )
+    if updated is None:
+        raise not_found(LABELS.get(model, "record"), identifier)
+    return updated

@@ -1,0 +1,44 @@
+"""Bot requests: record, read populated, record the outcome, list."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from botrequests import botrequest_service as service
+from botrequests import populate
+from botrequests.deps import JSON, BotRequestDep, PopulatePaths
+from botrequests.schemas import BotRequestCreate, BotRequestPage, BotRequestPublic, BotRequestUpdate
+
+router = APIRouter(prefix="/bot-requests", tags=["bot requests"])
+
+
+@router.post("", status_code=201, response_model=BotRequestPublic)
+async def create_bot_request(body: BotRequestCreate, request: Request) -> JSON:
+    """Record one interaction; answers the populated request."""
+    client_ip = request.client.host if request.client else None
+    return JSON(await service.create(body, client_ip), status_code=201)
+
+
+@router.get("", response_model=BotRequestPage)
+async def list_bot_requests(
+    paths: PopulatePaths,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JSON:
+    """A newest-first page of bot requests; follow `next` for the following page."""
+    return JSON(await service.page({}, limit, cursor, paths))
+
+
+@router.get("/{id}", response_model=BotRequestPublic)
+async def read_bot_request(doc: BotRequestDep, paths: PopulatePaths) -> JSON:
+    """One bot request, populated (`?populate=` picks the paths, `none` for raw ids)."""
+    return JSON((await populate.populate([doc], paths))[0])
+
+
+@router.patch("/{id}", response_model=BotRequestPublic)
+async def update_bot_request(
+    doc: BotRequestDep, body: BotRequestUpdate, paths: PopulatePaths
+) -> JSON:
+    """Record the outcome later: `response`, `success`, `images`, `invoice`."""
+    updated = await service.update(doc, body)
+    return JSON((await populate.populate([updated], paths))[0])

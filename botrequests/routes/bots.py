@@ -1,0 +1,38 @@
+"""Bots and their input definitions."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from botrequests import records
+from botrequests.deps import JSON, BotDep
+from botrequests.documents import Bot
+from botrequests.schemas import BotCreate, BotPublic, BotUpdate
+from botrequests.serialize import dump_bot
+
+router = APIRouter(prefix="/bots", tags=["bots"])
+
+
+@router.post("", status_code=201, response_model=BotPublic)
+async def create_bot(body: BotCreate) -> JSON:
+    """Create a bot with its input definitions (slug must be unique: 409 otherwise)."""
+    return JSON(dump_bot(await records.create_bot(body)), status_code=201)
+
+
+@router.get("", response_model=dict[str, list[BotPublic] | None])
+async def list_bots(limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JSON:
+    """List bots, by slug."""
+    bots = await Bot.find().sort("slug").limit(limit).to_list()
+    return JSON({"items": [dump_bot(bot) for bot in bots], "next": None})
+
+
+@router.get("/{id}", response_model=BotPublic)
+async def read_bot(bot: BotDep) -> JSON:
+    """Read one bot."""
+    return JSON(dump_bot(bot))
+
+
+@router.patch("/{id}", response_model=BotPublic)
+async def update_bot(bot: BotDep, body: BotUpdate) -> JSON:
+    """Change a bot; `inputs` replaces the list; `null` clears an optional field."""
+    return JSON(dump_bot(await records.update_bot(bot, body)))

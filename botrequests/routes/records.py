@@ -1,0 +1,69 @@
+"""Organizations, users, files and invoices: create and read."""
+
+from fastapi import APIRouter
+
+from botrequests import records
+from botrequests.deps import JSON, FileDep, InvoiceDep, OrganizationDep, UserDep
+from botrequests.schemas import (
+    FileCreate,
+    FilePublic,
+    InvoiceCreate,
+    InvoicePublic,
+    OrganizationCreate,
+    OrganizationPublic,
+    UserCreate,
+    UserPublic,
+)
+from botrequests.serialize import dump
+
+router = APIRouter()
+
+
+@router.post(
+    "/organizations", status_code=201, response_model=OrganizationPublic, tags=["organizations"]
+)
+async def create_organization(body: OrganizationCreate) -> JSON:
+    """Create an organization."""
+    return JSON(dump(await records.create_organization(body)), status_code=201)
+
+
+@router.get("/organizations/{id}", response_model=OrganizationPublic, tags=["organizations"])
+async def read_organization(organization: OrganizationDep) -> JSON:
+    """Read one organization."""
+    return JSON(dump(organization))
+
+
+@router.post("/users", status_code=201, response_model=UserPublic, tags=["users"])
+async def create_user(body: UserCreate) -> JSON:
+    """Create a user (optionally of an organization)."""
+    return JSON(dump(await records.create_user(body)), status_code=201)
+
+
+@router.get("/users/{id}", response_model=UserPublic, tags=["users"])
+async def read_user(user: UserDep) -> JSON:
+    """Read one user."""
+    return JSON(dump(user))
+
+
+@router.post("/files", status_code=201, response_model=FilePublic, tags=["files"])
+async def create_file(body: FileCreate) -> JSON:
+    """Record a file's metadata (its bytes live in object storage under `s3Key`)."""
+    return JSON(dump(await records.create_file(body)), status_code=201)
+
+
+@router.get("/files/{id}", response_model=FilePublic, tags=["files"])
+async def read_file(file: FileDep) -> JSON:
+    """Read one file's metadata."""
+    return JSON(dump(file))
+
+
+@router.post("/invoices", status_code=201, response_model=InvoicePublic, tags=["invoices"])
+async def create_invoice(body: InvoiceCreate) -> JSON:
+    """Create an invoice for an organization."""
+    return JSON(dump(await records.create_invoice(body)), status_code=201)
+
+
+@router.get("/invoices/{id}", response_model=InvoicePublic, tags=["invoices"])
+async def read_invoice(invoice: InvoiceDep) -> JSON:
+    """Read one invoice."""
+    return JSON(dump(invoice))

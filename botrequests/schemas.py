@@ -1,0 +1,277 @@
+"""What crosses the HTTP edge: `XCreate` / `XUpdate` bodies and `XPublic` responses.
+
+Bodies forbid unknown fields (no mass assignment of `id`, `createdAt`, `relatedRequests`),
+bound every string and integer (BSON cannot hold integers past 64 bits), and parse every
+ObjectId strictly: 24 hex digits, either case, nothing else.
+"""
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from beanie import PydanticObjectId
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+OBJECT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
+MAX_INT = 2**53  # safe in JSON for every client, and far inside BSON's int64
+MAX_JSON_DEPTH = 32
+
+
+def _strict_object_id(value: Any) -> Any:
+    """Only a 24-hex-digit string (either case) is an id: not 12 bytes, not a number."""
+    if not isinstance(value, str) or not re.fullmatch(OBJECT_ID_PATTERN, value):
+        raise ValueError("must be an ObjectId: 24 hexadecimal digits")
+    return value.lower()
+
+
+ObjectIdIn = Annotated[
+    PydanticObjectId,
+    BeforeValidator(_strict_object_id),
+    WithJsonSchema({"type": "string", "pattern": OBJECT_ID_PATTERN}),
+]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(max_length=2000)]
+LongText = Annotated[str, StringConstraints(max_length=200_000)]
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+SmallInt = Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
+
+
+def _check_json(value: Any, depth: int = 0) -> Any:
+    """Reject what MongoDB cannot store or would read as an operator: keys starting with
+    `$`, containing `.` or NUL, nesting deeper than MAX_JSON_DEPTH, unbounded integers."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key.startswith("$") or "." in key or "\x00" in key:
+                raise ValueError(f"key {key[:40]!r} may not start with '$' or contain '.' or NUL")
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63 - 1:
+        raise ValueError("integer out of range")
+    return value
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("may not be null")
+    return value
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("not a valid IPv4 or IPv6 address") from None
+
+
+Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+SafeJson = Annotated[JsonValue, AfterValidator(_check_json)]
+SafeObject = Annotated[dict[str, JsonValue], AfterValidator(_check_json)]
+IpAddress = Annotated[str, StringConstraints(max_length=64), AfterValidator(_ip)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- organizations, users, files, invoices ---------------------------------------------
+
+
+class OrganizationCreate(Body):
+    name: Name
+
+
+class UserCreate(Body):
+    name: Name
+    email: Email | None = None
+    organization: ObjectIdIn | None = None
+
+
+class FileCreate(Body):
+    fileName: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    s3Key: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    createdBy: ObjectIdIn | None = None
+    contentType: Annotated[str, StringConstraints(max_length=255)] | None = None
+    size: Count | None = None
+    organization: ObjectIdIn | None = None
+
+
+class InvoiceCreate(Body):
+    organization: ObjectIdIn
+    credits: Count
+    status: Literal["draft", "open", "paid", "void"]
+    reference: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+# --- bots ------------------------------------------------------------------------------
+
+InputType = Literal["text", "textarea", "number", "select", "multiselect", "checkbox", "file"]
+
+
+class BotInputCreate(Body):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    inputType: InputType
+    inputGroup: Count | None = None
+    step: SmallInt | None = None
+    label: ShortText | None = None
+    defaultValue: SafeJson = None
+    placeholder: ShortText | None = None
+    required: bool | None = None
+    options: Annotated[list[SafeJson], Field(max_length=1000)] | None = None
+
+
+class BotCreate(Body):
+    name: Name
+    slug: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")]
+    creditCost: Count = 0
+    inputs: Annotated[list[BotInputCreate], Field(max_length=200)] = []
+    promptTemplate: LongText | None = None
+    organization: ObjectIdIn | None = None
+
+
+class BotUpdate(Body):
+    name: Name | None = None
+    slug: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")] | None = None
+    creditCost: Count | None = None
+    inputs: Annotated[list[BotInputCreate], Field(max_length=200)] | None = None
+    promptTemplate: LongText | None = None
+    organization: ObjectIdIn | None = None
+
+
+# --- bot requests ----------------------------------------------------------------------
+
+
+class BotRequestCreate(Body):
+    bot: ObjectIdIn
+    success: bool
+    response: Annotated[SafeJson, AfterValidator(_not_null)]
+    ip: IpAddress | None = None
+    createdBy: ObjectIdIn | None = None
+    organization: ObjectIdIn | None = None
+    inputs: SafeObject | None = None
+    invoice: ObjectIdIn | None = None
+    images: Annotated[list[ObjectIdIn], Field(max_length=100)] | None = None
+    prompt: LongText | None = None
+    originalRequest: ObjectIdIn | None = None
+    sessionKey: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    isAggregation: bool | None = None
+
+
+class BotRequestUpdate(Body):
+    success: bool | None = None
+    response: SafeJson = None
+    images: Annotated[list[ObjectIdIn], Field(max_length=100)] | None = None
+    invoice: ObjectIdIn | None = None
+
+
+# --- served shapes (documentation of what the routes return) ---------------------------
+
+
+class Ref(BaseModel):
+    id: str
+
+
+class OrganizationPublic(BaseModel):
+    name: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
+    id: str
+
+
+class UserPublic(OrganizationPublic):
+    email: str | None = None
+    organization: str | None = None
+
+
+class BotInputPublic(BaseModel):
+    inputGroup: int | None = None
+    inputType: str | None = None
+    step: int | None = None
+    bot: Ref | None = None
+    label: str | None = None
+    name: str | None = None
+    defaultValue: JsonValue = None
+    placeholder: str | None = None
+    required: bool | None = None
+    options: list[JsonValue] | None = None
+    id: str | None = None
+
+
+class BotPublic(BaseModel):
+    name: str | None = None
+    slug: str | None = None
+    creditCost: int | None = None
+    inputs: list[BotInputPublic] | None = None
+    promptTemplate: str | None = None
+    organization: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
+    id: str
+
+
+class FilePublic(BaseModel):
+    createdBy: str | None = None
+    fileName: str | None = None
+    s3Key: str | None = None
+    contentType: str | None = None
+    size: int | None = None
+    organization: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
+    id: str
+
+
+class InvoicePublic(BaseModel):
+    organization: str | None = None
+    credits: int | None = None
+    status: str | None = None
+    reference: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
+    id: str
+
+
+class NamedRef(BaseModel):
+    name: str | None = None
+    id: str
+
+
+class BotRequestPublic(BaseModel):
+    """A bot request; each reference is its populated record, or its id string when not
+    populated (or when the record it names no longer exists)."""
+
+    images: list[FilePublic | str] | None = None
+    success: bool | None = None
+    relatedRequests: list[str] | None = None
+    bot: BotPublic | str | None = None
+    createdBy: NamedRef | str | None = None
+    organization: NamedRef | str | None = None
+    inputs: dict[str, JsonValue] | None = None
+    ip: str | None = None
+    prompt: str | None = None
+    response: JsonValue = None
+    originalRequest: str | None = None
+    invoice: InvoicePublic | str | None = None
+    sessionKey: str | None = None
+    isAggregation: bool | None = None
+    credits: int | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
+    id: str
+
+
+class BotRequestPage(BaseModel):
+    items: list[BotRequestPublic]
+    next: str | None = None
