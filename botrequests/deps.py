@@ -4,10 +4,11 @@ from typing import Annotated, Any
 
 import orjson
 from beanie import PydanticObjectId
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from botrequests import populate, records
+from botrequests.config import Settings
 from botrequests.documents import Bot, BotRequest, File, Invoice, Organization, User
 from botrequests.errors import not_found
 from botrequests.schemas import OBJECT_ID_PATTERN
@@ -70,3 +71,10 @@ def populate_paths(
 
 
 PopulatePaths = Annotated[tuple[str, ...], Depends(populate_paths)]
+
+
+def app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]

@@ -275,3 +275,15 @@ class BotRequestPublic(BaseModel):
 class BotRequestPage(BaseModel):
     items: list[BotRequestPublic]
     next: str | None = None
+
+
+class ThreadRequest(BotRequestPublic):
+    depth: int
+
+
+class Thread(BaseModel):
+    root: str
+    scope: Literal["thread", "chain"]
+    requests: list[ThreadRequest]
+    truncated: bool
+    cycle: bool

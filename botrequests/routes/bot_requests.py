@@ -1,13 +1,19 @@
 """Bot requests: record, read populated, record the outcome, list."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
 from botrequests import botrequest_service as service
-from botrequests import populate
-from botrequests.deps import JSON, BotRequestDep, PopulatePaths
-from botrequests.schemas import BotRequestCreate, BotRequestPage, BotRequestPublic, BotRequestUpdate
+from botrequests import populate, threads
+from botrequests.deps import JSON, BotRequestDep, ObjectIdPath, PopulatePaths, SettingsDep
+from botrequests.schemas import (
+    BotRequestCreate,
+    BotRequestPage,
+    BotRequestPublic,
+    BotRequestUpdate,
+    Thread,
+)
 
 router = APIRouter(prefix="/bot-requests", tags=["bot requests"])
 
@@ -42,3 +48,14 @@ async def update_bot_request(
     """Record the outcome later: `response`, `success`, `images`, `invoice`."""
     updated = await service.update(doc, body)
     return JSON((await populate.populate([updated], paths))[0])
+
+
+@router.get("/{id}/thread", response_model=Thread)
+async def read_thread(
+    identifier: ObjectIdPath,
+    paths: PopulatePaths,
+    settings: SettingsDep,
+    scope: Literal["thread", "chain"] = "thread",
+) -> JSON:
+    """The whole follow-up thread a request belongs to (`scope=chain`: root → this one)."""
+    return JSON(await threads.thread(identifier, scope, paths, settings.thread_max_depth))
