@@ -57,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="load mongoexport files into the embedded backend at start-up",
     )
+
+    load = commands.add_parser(
+        "import", help="load mongoexport files (Extended JSON) into the configured database"
+    )
+    load.add_argument("paths", nargs="+", metavar="PATH")
+    load.add_argument("--collection", help="collection for every file (default: file name)")
+    load.add_argument(
+        "--upsert", action="store_true", help="$set existing _ids instead of skipping them"
+    )
+
+    commands.add_parser(
+        "repair-threads",
+        help="rebuild every relatedRequests from the originalRequest fields (idempotent)",
+    )
     return parser
 
 
@@ -69,4 +83,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
-    raise SystemExit(f"unknown command {args.command}")
+    from pathlib import Path
+
+    from botrequests import db, importer, threads
+
+    if settings.embedded:
+        print(
+            "botrequests: MONGODB_URI is not set, so this works on an empty in-memory "
+            "database that is gone when the command ends (serve --import loads files "
+            "into the embedded backend).",
+            file=sys.stderr,
+        )
+    client = db.create_client(settings)
+    try:
+        await db.init_db(client, settings)
+        if args.command == "import":
+            try:
+                report = await importer.load(
+                    [Path(p) for p in args.paths], args.collection, args.upsert
+                )
+            except importer.ImportFileError as exc:
+                print(f"botrequests import: {exc}", file=sys.stderr)
+                return 1
+            print("\n".join(report.lines()))
+            return 0
+        repairs = await threads.repair_related_requests()
+        for repair in repairs:
+            print(
+                f"{repair.id}: added {repair.added}, removed {repair.removed}, "
+                f"deduplicated {repair.deduplicated}"
+            )
+        print(f"{len(repairs)} request(s) repaired")
+        return 0
+    finally:
+        db.close_client(client)

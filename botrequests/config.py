@@ -17,6 +17,10 @@ class Settings(BaseSettings):
     thread_max_depth: int = Field(default=1000, ge=1, le=100_000)
     page_default_limit: int = Field(default=50, ge=1, le=500)
 
+    # Set by `botrequests serve --import`: files loaded into the embedded backend at start-up
+    # (os.pathsep-separated).
+    import_paths: str = Field(default="", validation_alias="BOTREQUESTS_IMPORT_PATHS")
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"

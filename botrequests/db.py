@@ -143,3 +143,24 @@ async def insert_raw(model: type[Document], docs: list[dict]) -> list[Any]:
     """Insert documents exactly as given (used by the importer: unknown fields kept)."""
     result = await collection(model).insert_many(docs, ordered=False)
     return list(result.inserted_ids)
+
+
+async def existing_ids(model: type[Document], ids: list[Any]) -> set[Any]:
+    """Which of `ids` are stored (one query)."""
+    if not ids:
+        return set()
+    cursor = collection(model).find({"_id": {"$in": ids}}, {"_id": 1})
+    return {doc["_id"] for doc in await cursor.to_list(length=None)}
+
+
+async def set_raw(model: type[Document], docs: list[dict]) -> int:
+    """`$set` each document's fields onto the stored one (import --upsert): fields stored
+    but absent from the file are kept, never dropped by a replace."""
+    # One update per document: mongomock's bulk_write does not take current PyMongo's
+    # UpdateOne, and an import is not a hot path.
+    matched = 0
+    for doc in docs:
+        fields = {key: value for key, value in doc.items() if key != "_id"}
+        result = await collection(model).update_one({"_id": doc["_id"]}, {"$set": fields})
+        matched += result.matched_count
+    return matched
