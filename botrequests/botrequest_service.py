@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,7 @@ from botrequests import populate
 from botrequests.documents import BotRequest
 from botrequests.errors import InvalidInput
 from botrequests.records import missing_ids, update_returning
-from botrequests.schemas import BotRequestCreate, BotRequestUpdate
+from botrequests.schemas import BotRequestCreate, BotRequestFilters, BotRequestUpdate
 from botrequests.serialize import dump
 from botrequests.timeutil import later_than, now
 
@@ -109,42 +110,79 @@ async def update(doc: BotRequest, body: BotRequestUpdate) -> BotRequest:
 
 # --- pages ------------------------------------------------------------------------------
 
+_FILTER_FIELDS = (
+    "bot",
+    "createdBy",
+    "organization",
+    "invoice",
+    "originalRequest",
+    "success",
+    "sessionKey",
+    "isAggregation",
+)
+NEWEST_FIRST = [("createdAt", -1), ("_id", -1)]
 
-def encode_cursor(doc: BotRequest) -> str:
+
+def filter_query(filters: BotRequestFilters) -> dict[str, Any]:
+    """The MongoDB filter for validated query parameters: every value is a typed scalar
+    (ObjectId, bool, str, datetime), so nothing a client sends can become an operator."""
+    query: dict[str, Any] = {}
+    for name in _FILTER_FIELDS:
+        value = getattr(filters, name)
+        if value is not None:
+            query[name] = value
+    created: dict[str, datetime] = {}
+    if filters.from_ is not None:
+        created["$gte"] = filters.from_
+    if filters.to is not None:
+        created["$lt"] = filters.to
+    if created:
+        query["createdAt"] = created
+    return query
+
+
+def _fingerprint(query: dict[str, Any]) -> str:
+    return hashlib.sha256(repr(sorted(query.items())).encode()).hexdigest()[:12]
+
+
+def encode_cursor(doc: BotRequest, query: dict[str, Any]) -> str:
     created = doc.createdAt or datetime(1970, 1, 1, tzinfo=UTC)
-    raw = json.dumps({"t": int(created.timestamp() * 1000), "i": str(doc.id)})
+    raw = json.dumps(
+        {"t": int(created.timestamp() * 1000), "i": str(doc.id), "q": _fingerprint(query)}
+    )
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, ObjectId]:
+def decode_cursor(cursor: str, query: dict[str, Any]) -> tuple[datetime, ObjectId]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
         moment = datetime.fromtimestamp(int(data["t"]) / 1000, tz=UTC)
-        return moment, ObjectId(str(data["i"]))
+        last_id, fingerprint = ObjectId(str(data["i"])), data["q"]
     except (binascii.Error, ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
         raise InvalidInput(["query", "cursor"], "malformed cursor") from exc
+    if fingerprint != _fingerprint(query):
+        raise InvalidInput(["query", "cursor"], "this cursor belongs to a different query")
+    return moment, last_id
+
+
+def after(query: dict[str, Any], moment: datetime, last_id: ObjectId) -> dict[str, Any]:
+    """`query` restricted to what sorts after (createdAt, _id) in newest-first order."""
+    keyset = {
+        "$or": [{"createdAt": {"$lt": moment}}, {"createdAt": moment, "_id": {"$lt": last_id}}]
+    }
+    return {"$and": [query, keyset]} if query else keyset
 
 
 async def page(
-    filters: dict[str, Any], limit: int, cursor: str | None, paths: tuple[str, ...]
+    filters: BotRequestFilters, limit: int, cursor: str | None, paths: tuple[str, ...]
 ) -> dict[str, Any]:
     """A newest-first page, keyset-paginated on (createdAt, _id): inserts made while a
     client pages through land before its cursor, so every request is visited once."""
-    query = dict(filters)
-    if cursor:
-        moment, last_id = decode_cursor(cursor)
-        query["$or"] = [
-            {"createdAt": {"$lt": moment}},
-            {"createdAt": moment, "_id": {"$lt": last_id}},
-        ]
-    docs = (
-        await BotRequest.find(query)
-        .sort([("createdAt", -1), ("_id", -1)])
-        .limit(limit + 1)
-        .to_list()
-    )
+    query = filter_query(filters)
+    find = after(query, *decode_cursor(cursor, query)) if cursor else query
+    docs = await BotRequest.find(find).sort(NEWEST_FIRST).limit(limit + 1).to_list()
     more = len(docs) > limit
     docs = docs[:limit]
     items = await populate.populate(docs, paths)
-    return {"items": items, "next": encode_cursor(docs[-1]) if more else None}
+    return {"items": items, "next": encode_cursor(docs[-1], query) if more else None}

@@ -164,3 +164,8 @@ async def set_raw(model: type[Document], docs: list[dict]) -> int:
         result = await collection(model).update_one({"_id": doc["_id"]}, {"$set": fields})
         matched += result.matched_count
     return matched
+
+
+async def explain_find(coll: Any, query: dict, sort: list[tuple[str, int]]) -> dict:
+    """The query planner's answer for a find (real MongoDB only; mongomock has no planner)."""
+    return await coll.find(query).sort(sort).explain()

@@ -130,14 +130,29 @@ class BotRequest(StoredDocument):
     class Settings(StoredDocument.Settings):
         name = "botrequests"
         # Every lookup the service makes; newest-first pages sort by (createdAt, _id).
+        # (equality field, createdAt, _id) serves that filter with the newest-first sort
+        # and the keyset cursor; the thread lookup's `$graphLookup` down uses the
+        # originalRequest one. README lists which query each index serves.
         indexes = [
             IndexModel([("createdAt", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]),
             IndexModel([("updatedAt", pymongo.DESCENDING)]),
-            IndexModel([("bot", pymongo.ASCENDING), ("createdAt", pymongo.DESCENDING)]),
-            IndexModel([("organization", pymongo.ASCENDING), ("createdAt", pymongo.DESCENDING)]),
-            IndexModel([("createdBy", pymongo.ASCENDING), ("createdAt", pymongo.DESCENDING)]),
-            IndexModel([("sessionKey", pymongo.ASCENDING), ("createdAt", pymongo.DESCENDING)]),
-            IndexModel([("originalRequest", pymongo.ASCENDING)]),
+            *(
+                IndexModel(
+                    [
+                        (field, pymongo.ASCENDING),
+                        ("createdAt", pymongo.DESCENDING),
+                        ("_id", pymongo.DESCENDING),
+                    ]
+                )
+                for field in (
+                    "organization",
+                    "bot",
+                    "createdBy",
+                    "sessionKey",
+                    "invoice",
+                    "originalRequest",
+                )
+            ),
         ]
 
 

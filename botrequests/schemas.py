@@ -7,6 +7,7 @@ ObjectId strictly: 24 hex digits, either case, nothing else.
 
 import ipaddress
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from beanie import PydanticObjectId
@@ -19,6 +20,7 @@ from pydantic import (
     JsonValue,
     StringConstraints,
     WithJsonSchema,
+    model_validator,
 )
 
 OBJECT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
@@ -176,6 +178,61 @@ class BotRequestUpdate(Body):
     invoice: ObjectIdIn | None = None
 
 
+# --- query strings ---------------------------------------------------------------------
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Instant = Annotated[datetime, AfterValidator(_utc)]
+
+
+class BotRequestFilters(BaseModel):
+    """Filters shared by the list, stats and export; all combinable. Unknown query
+    parameters are rejected, so `bot[$ne]=...` is a 422, never an ignored filter."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    bot: ObjectIdIn | None = None
+    createdBy: ObjectIdIn | None = None
+    organization: ObjectIdIn | None = None
+    invoice: ObjectIdIn | None = None
+    originalRequest: ObjectIdIn | None = Field(
+        default=None, description="only the follow-ups of this request"
+    )
+    success: bool | None = None
+    sessionKey: Annotated[str, StringConstraints(max_length=200)] | None = None
+    isAggregation: bool | None = None
+    from_: Instant | None = Field(
+        default=None, alias="from", description="createdAt at or after (ISO-8601)"
+    )
+    to: Instant | None = Field(default=None, description="createdAt before (ISO-8601)")
+
+    @model_validator(mode="after")
+    def _range(self) -> "BotRequestFilters":
+        if self.from_ and self.to and self.from_ >= self.to:
+            raise ValueError("'from' must be before 'to'")
+        return self
+
+
+Populate = Annotated[str, StringConstraints(max_length=200)]
+
+
+class ListQuery(BotRequestFilters):
+    limit: int | None = Field(default=None, ge=1, le=500, description="1-500, default 50")
+    cursor: Annotated[str, StringConstraints(max_length=300)] | None = None
+    populate: Populate | None = None
+
+
+class StatsQuery(BotRequestFilters):
+    groupBy: Literal["bot", "organization", "createdBy", "sessionKey", "day"] = "bot"
+
+
+class ExportQuery(BotRequestFilters):
+    populate: Populate | None = None
+
+
 # --- served shapes (documentation of what the routes return) ---------------------------
 
 
@@ -287,3 +344,24 @@ class Thread(BaseModel):
     requests: list[ThreadRequest]
     truncated: bool
     cycle: bool
+
+
+class StatsGroup(BaseModel):
+    bot: BotPublic | str | None = None
+    organization: NamedRef | str | None = None
+    createdBy: NamedRef | str | None = None
+    sessionKey: str | None = None
+    day: str | None = None
+    requests: int
+    succeeded: int
+    failed: int
+    successRate: float
+    credits: int
+    first: str | None = None
+    last: str | None = None
+
+
+class Stats(BaseModel):
+    groupBy: str
+    items: list[StatsGroup]
+    next: None = None

@@ -3,15 +3,20 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
 
+from botrequests import analytics, populate, threads
 from botrequests import botrequest_service as service
-from botrequests import populate, threads
 from botrequests.deps import JSON, BotRequestDep, ObjectIdPath, PopulatePaths, SettingsDep
 from botrequests.schemas import (
     BotRequestCreate,
     BotRequestPage,
     BotRequestPublic,
     BotRequestUpdate,
+    ExportQuery,
+    ListQuery,
+    Stats,
+    StatsQuery,
     Thread,
 )
 
@@ -26,13 +31,29 @@ async def create_bot_request(body: BotRequestCreate, request: Request) -> JSON:
 
 
 @router.get("", response_model=BotRequestPage)
-async def list_bot_requests(
-    paths: PopulatePaths,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> JSON:
-    """A newest-first page of bot requests; follow `next` for the following page."""
-    return JSON(await service.page({}, limit, cursor, paths))
+async def list_bot_requests(query: Annotated[ListQuery, Query()], settings: SettingsDep) -> JSON:
+    """A filtered, newest-first page of bot requests; follow `next` for the next page."""
+    paths = populate.parse_paths(query.populate)
+    limit = query.limit or settings.page_default_limit
+    return JSON(await service.page(query, limit, query.cursor, paths))
+
+
+@router.get("/stats", response_model=Stats)
+async def bot_request_stats(query: Annotated[StatsQuery, Query()]) -> JSON:
+    """Counts, success rate and credits per bot, organization, user, session or UTC day."""
+    return JSON(await analytics.stats(query, query.groupBy))
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+)
+async def export_bot_requests(query: Annotated[ExportQuery, Query()]) -> StreamingResponse:
+    """Every matching request, populated, one JSON object per line (NDJSON), streamed."""
+    paths = populate.parse_paths(query.populate)
+    lines = await analytics.export_batches(query, paths)
+    return StreamingResponse(lines, media_type="application/x-ndjson")
 
 
 @router.get("/{id}", response_model=BotRequestPublic)
