@@ -1,4 +1,4 @@
-"""Service functions for bot requests: record, read populated, record the outcome, list."""
+"""Service functions for bot requests: record the outcome later, filtered pages."""
 
 import base64
 import binascii
@@ -7,17 +7,15 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from beanie import PydanticObjectId
-from beanie.operators import AddToSet, Set, Unset
+from beanie.operators import Set, Unset
 from bson import ObjectId
 
 from botrequests import populate
 from botrequests.documents import BotRequest
 from botrequests.errors import InvalidInput
-from botrequests.records import missing_ids, update_returning
-from botrequests.schemas import BotRequestCreate, BotRequestFilters, BotRequestUpdate
-from botrequests.serialize import dump
-from botrequests.timeutil import later_than, now
+from botrequests.records import update_returning
+from botrequests.schemas import BotRequestFilters, BotRequestUpdate
+from botrequests.timeutil import later_than
 
 
 def _references_missing(found: dict[str, dict], doc: BotRequest) -> None:
@@ -36,57 +34,6 @@ def _references_missing(found: dict[str, dict], doc: BotRequest) -> None:
 
 
 _LABELS = {"bot": "bot", "createdBy": "user", "organization": "organization", "invoice": "invoice"}
-
-
-async def create(body: BotRequestCreate, client_ip: str | None) -> dict[str, Any]:
-    """Record one interaction and return it populated.
-
-    Write order for a follow-up: the new request is inserted first (its `originalRequest`
-    is the source of truth, and thread lookups follow it), then its id is `$addToSet` into
-    the original's `relatedRequests`. A crash in between leaves a request the thread lookup
-    already finds and a `relatedRequests` one short, which `botrequests repair-threads`
-    rebuilds; the other order could leave `relatedRequests` naming a request that was never
-    written.
-    """
-    fields = body.model_dump(exclude_unset=True)
-    if "ip" not in fields:
-        if not client_ip:
-            raise InvalidInput(["body", "ip"], "no ip given and the client address is unknown")
-        fields["ip"] = client_ip
-    moment = now()
-    doc = BotRequest(
-        id=PydanticObjectId(),
-        images=fields.pop("images", []),
-        success=fields.pop("success"),
-        relatedRequests=[],
-        **fields,
-        createdAt=moment,
-        updatedAt=moment,
-        __v=0,
-    )
-    # The population lookups double as the existence check of every reference, so the
-    # answer is built without reading them again.
-    found = await populate.lookups([doc], populate.PATHS)
-    _references_missing(found, doc)
-    if doc.originalRequest is not None and await missing_ids(BotRequest, [doc.originalRequest]):
-        raise InvalidInput(
-            ["body", "originalRequest"], f"bot request {doc.originalRequest} does not exist"
-        )
-    bot = found["bot"][str(doc.bot)]
-    if "creditCost" in bot:
-        doc.credits = bot["creditCost"]
-    await doc.insert()
-    if doc.originalRequest is not None:
-        await attach_followup(doc.originalRequest, doc.id)
-    return populate.apply(dump(doc), found)
-
-
-async def attach_followup(original: PydanticObjectId, followup: PydanticObjectId) -> None:
-    """One atomic `$addToSet` (never read-modify-write), moving the original's `updatedAt`
-    as Mongoose's timestamps do on any update."""
-    await BotRequest.find_one(BotRequest.id == original).update(
-        AddToSet({BotRequest.relatedRequests: followup}), Set({BotRequest.updatedAt: now()})
-    )
 
 
 async def update(doc: BotRequest, body: BotRequestUpdate) -> BotRequest:

@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     # The thread lookup stops this many levels above or below a request.
     thread_max_depth: int = Field(default=1000, ge=1, le=100_000)
     page_default_limit: int = Field(default=50, ge=1, le=500)
+    # Most items one POST /bot-requests/batch may carry (more: 413).
+    batch_max_items: int = Field(default=1000, ge=1, le=100_000)
 
     # Set by `botrequests serve --import`: files loaded into the embedded backend at start-up
     # (os.pathsep-separated).

@@ -124,6 +124,7 @@ class BotRequest(StoredDocument):
     sessionKey: str | None = None
     isAggregation: bool | None = None
     credits: int | None = None
+    requestKey: str | None = None
     createdAt: datetime | None = None
     updatedAt: datetime | None = None
 
@@ -136,6 +137,9 @@ class BotRequest(StoredDocument):
         indexes = [
             IndexModel([("createdAt", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]),
             IndexModel([("updatedAt", pymongo.DESCENDING)]),
+            # A client's idempotency key: a retried write is stored once. Sparse, so the
+            # many requests without one do not collide on a missing key.
+            IndexModel([("requestKey", pymongo.ASCENDING)], unique=True, sparse=True),
             *(
                 IndexModel(
                     [

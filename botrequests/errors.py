@@ -29,6 +29,10 @@ class Conflict(ServiceError):
     status_code = 409
 
 
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+
+
 class Unavailable(ServiceError):
     status_code = 503
 
@@ -40,6 +44,12 @@ class InvalidInput(ServiceError):
 
     def __init__(self, loc: list[str | int], msg: str, kind: str = "value_error") -> None:
         super().__init__([{"loc": loc, "msg": msg, "type": kind}])
+
+    @classmethod
+    def many(cls, details: list[dict]) -> "InvalidInput":
+        error = cls([], "")
+        error.detail = details
+        return error
 
 
 def not_found(what: str, identifier: object) -> NotFound:

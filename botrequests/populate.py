@@ -18,12 +18,12 @@ from botrequests.errors import InvalidInput
 from botrequests.serialize import dump, dump_bot
 
 
-class _Projection(BaseModel):
+class Projection(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     id: PydanticObjectId = Field(alias="_id")
 
 
-class BotSummary(_Projection):
+class BotSummary(Projection):
     """`bot` populated: `{creditCost, inputs, name, slug, id}` (the seed's selection)."""
 
     creditCost: int | None = None
@@ -32,7 +32,7 @@ class BotSummary(_Projection):
     slug: str | None = None
 
 
-class NameOnly(_Projection):
+class NameOnly(Projection):
     """`createdBy` / `organization` populated: `{name, id}` (never a user's email)."""
 
     name: str | None = None
@@ -109,3 +109,9 @@ async def populate(docs: Sequence[BotRequest], paths: Sequence[str]) -> list[dic
     """Serve a page of bot requests with `paths` expanded."""
     found = await lookups(docs, paths) if paths else {}
     return [apply(dump(doc), found) for doc in docs]
+
+
+def bot_summary(bot: Bot) -> dict[str, Any]:
+    """A whole bot served as population serves it (`{creditCost, inputs, name, slug, id}`)."""
+    stored = bot.model_dump(by_alias=True, exclude_unset=True)
+    return dump_bot(BotSummary.model_validate(stored))

@@ -7,6 +7,7 @@ from beanie.operators import In, Set, Unset
 from bson import ObjectId
 from pydantic import BaseModel, Field
 
+from botrequests import prompts
 from botrequests.documents import Bot, File, Invoice, Organization, User
 from botrequests.errors import InvalidInput, not_found
 from botrequests.schemas import (
@@ -110,7 +111,14 @@ def _input_order(fields: dict[str, Any], bot_id: ObjectId) -> dict[str, Any]:
     return {key: merged[key] for key in (*order, *rest) if key in merged}
 
 
+def _check_bot(inputs: list[dict[str, Any]], template: str | None) -> None:
+    problems = prompts.check_definitions(inputs, template)
+    if problems:
+        raise InvalidInput.many([p.as_detail() for p in problems])
+
+
 async def create_bot(body: BotCreate) -> Bot:
+    _check_bot([i.model_dump() for i in body.inputs], body.promptTemplate)
     await require(Organization, body.organization, "organization")
     fields = body.model_dump(exclude_unset=True, exclude={"inputs"})
     bot_id = PydanticObjectId()
@@ -126,6 +134,15 @@ async def update_bot(bot: Bot, body: BotUpdate) -> Bot:
     for required in ("name", "slug", "creditCost", "inputs"):
         if required in changes and changes[required] is None:
             raise InvalidInput(["body", required], "may not be null")
+    if "inputs" in changes or changes.get("promptTemplate") is not None:
+        inputs = (
+            [i.model_dump() for i in body.inputs or []]
+            if "inputs" in changes
+            else [i.model_dump() for i in bot.inputs or [] if i.name and i.inputType]
+        )
+        template = changes.get("promptTemplate", bot.promptTemplate)
+        if "inputs" in changes or template is not None:
+            _check_bot(inputs, template)
     await require(Organization, body.organization, "organization")
     cleared = {key: 1 for key, value in changes.items() if value is None}
     updates = {key: value for key, value in changes.items() if value is not None}

@@ -169,6 +169,35 @@ class BotRequestCreate(Body):
     originalRequest: ObjectIdIn | None = None
     sessionKey: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     isAggregation: bool | None = None
+    requestKey: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None, description="client idempotency key: a retry with the same key is stored once"
+    )
+
+
+class BotRequestBatch(Body):
+    items: list[dict[str, JsonValue]] = Field(
+        description="each item as the body of POST /bot-requests; checked one by one"
+    )
+
+
+class BatchError(BaseModel):
+    index: int
+    field: str
+    reason: str
+
+
+class BatchItem(BaseModel):
+    index: int
+    status: Literal["created", "existing", "error"]
+    id: str | None = None
+    errors: list[BatchError] | None = None
+
+
+class BatchResult(BaseModel):
+    items: list[BatchItem]
+    created: int
+    existing: int
+    failed: int
 
 
 class BotRequestUpdate(Body):
@@ -324,6 +353,7 @@ class BotRequestPublic(BaseModel):
     sessionKey: str | None = None
     isAggregation: bool | None = None
     credits: int | None = None
+    requestKey: str | None = None
     createdAt: str | None = None
     updatedAt: str | None = None
     id: str

@@ -306,6 +306,7 @@ async def test_list_populated_page_round_trips_do_not_grow_with_page(client):
             client,
             world,
             bot=bots[i % 5]["id"],
+            inputs={},
             images=[images[i % 5]["id"]],
             invoice=world["invoice"]["id"],
         )

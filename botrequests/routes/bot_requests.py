@@ -5,10 +5,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from botrequests import analytics, populate, threads
+from botrequests import analytics, ingest, populate, threads
 from botrequests import botrequest_service as service
 from botrequests.deps import JSON, BotRequestDep, ObjectIdPath, PopulatePaths, SettingsDep
+from botrequests.errors import PayloadTooLarge
 from botrequests.schemas import (
+    BatchResult,
+    BotRequestBatch,
     BotRequestCreate,
     BotRequestPage,
     BotRequestPublic,
@@ -27,7 +30,24 @@ router = APIRouter(prefix="/bot-requests", tags=["bot requests"])
 async def create_bot_request(body: BotRequestCreate, request: Request) -> JSON:
     """Record one interaction; answers the populated request."""
     client_ip = request.client.host if request.client else None
-    return JSON(await service.create(body, client_ip), status_code=201)
+    return JSON(await ingest.create(body, client_ip), status_code=201)
+
+
+@router.post(
+    "/batch",
+    response_model=BatchResult,
+    responses={413: {"description": "more items than BATCH_MAX_ITEMS"}},
+)
+async def create_bot_request_batch(
+    body: BotRequestBatch, request: Request, settings: SettingsDep
+) -> JSON:
+    """Record many interactions at once; answers each item's id or errors."""
+    if len(body.items) > settings.batch_max_items:
+        raise PayloadTooLarge(
+            f"{len(body.items)} items; a batch takes at most {settings.batch_max_items}"
+        )
+    client_ip = request.client.host if request.client else None
+    return JSON(await ingest.create_batch(body.items, client_ip))
 
 
 @router.get("", response_model=BotRequestPage)

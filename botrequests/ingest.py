@@ -1,0 +1,280 @@
+"""Recording bot requests: one (`create`) or a batch (`create_batch`).
+
+Both check every reference of every item with one query per referenced collection, check
+and normalise `inputs` against the bot's definitions, render the bot's `promptTemplate`
+when no `prompt` is given, store the bot's `creditCost` as `credits`, insert, and then
+attach follow-ups to their originals.
+
+Write order for a follow-up: the new request is inserted first (its `originalRequest` is
+the source of truth, and thread lookups follow it), then its id is `$addToSet` into the
+original's `relatedRequests`. A crash in between leaves a request the thread lookup
+already finds and a `relatedRequests` one short, which `botrequests repair-threads`
+rebuilds; the other order could leave `relatedRequests` naming a request never written.
+"""
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from beanie import PydanticObjectId
+from beanie.operators import AddToSet, In, Set
+from pydantic import ValidationError
+from pymongo.errors import BulkWriteError
+
+from botrequests import populate, prompts
+from botrequests.documents import Bot, BotRequest, File
+from botrequests.errors import InvalidInput
+from botrequests.records import missing_ids
+from botrequests.schemas import BotRequestCreate
+from botrequests.serialize import dump
+from botrequests.timeutil import now
+
+_LABELS = {
+    "bot": "bot",
+    "createdBy": "user",
+    "organization": "organization",
+    "invoice": "invoice",
+    "images": "file",
+}
+
+
+@dataclass
+class Item:
+    """One request being recorded: its document, or why it cannot be."""
+
+    doc: BotRequest | None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build(body: BotRequestCreate, client_ip: str | None, loc: list) -> Item:
+    fields = body.model_dump(exclude_unset=True)
+    if "ip" not in fields:
+        if not client_ip:
+            return Item(None, [_error([*loc, "ip"], "no ip given and no client address")])
+        fields["ip"] = client_ip
+    moment = now()
+    doc = BotRequest(
+        id=PydanticObjectId(),
+        images=fields.pop("images", []),
+        success=fields.pop("success"),
+        relatedRequests=[],
+        **fields,
+        createdAt=moment,
+        updatedAt=moment,
+        __v=0,
+    )
+    return Item(doc)
+
+
+def _error(loc: list, msg: str) -> dict[str, Any]:
+    return {"loc": loc, "msg": msg, "type": "value_error"}
+
+
+def _ids(docs: list[BotRequest], path: str) -> list[PydanticObjectId]:
+    found: dict[PydanticObjectId, None] = {}
+    for doc in docs:
+        value = getattr(doc, path)
+        if isinstance(value, list):
+            found.update(dict.fromkeys(value))
+        elif value is not None:
+            found[value] = None
+    return list(found)
+
+
+async def check(items: list[Item], locs: list[list]) -> dict[str, dict]:
+    """Check every item's references, inputs and prompt; one query per referenced
+    collection for all items together. Returns the populated records found, so that the
+    answer to a single POST is built without reading them again."""
+    docs = [item.doc for item in items if item.doc is not None]
+    paths = ("createdBy", "organization", "images", "invoice")
+    bot_ids = _ids(docs, "bot")
+    found, bots, originals = await asyncio.gather(
+        populate.lookups(docs, paths),
+        Bot.find(In(Bot.id, bot_ids)).to_list() if bot_ids else _none(),
+        missing_ids(BotRequest, _ids(docs, "originalRequest")),
+    )
+    bots_by_id = {str(bot.id): bot for bot in bots}
+    found["bot"] = {key: populate.bot_summary(bot) for key, bot in bots_by_id.items()}
+    file_refs: list[tuple[Item, list, str]] = []
+    for item, loc in zip(items, locs, strict=True):
+        doc = item.doc
+        if doc is None:
+            continue
+        for path in ("bot", *paths):
+            value = getattr(doc, path)
+            values = value if isinstance(value, list) else [value]
+            for index, ref in enumerate(values):
+                if ref is not None and str(ref) not in found[path]:
+                    where = [*loc, path, index] if isinstance(value, list) else [*loc, path]
+                    item.errors.append(_error(where, f"{_LABELS[path]} {ref} does not exist"))
+        if doc.originalRequest in originals:
+            item.errors.append(
+                _error(
+                    [*loc, "originalRequest"],
+                    f"bot request {doc.originalRequest} does not exist",
+                )
+            )
+        bot = bots_by_id.get(str(doc.bot))
+        if bot is None:
+            continue
+        definitions = (
+            [i.model_dump(exclude_unset=True) for i in bot.inputs]
+            if bot.inputs is not None
+            else None
+        )
+        inputs, problems, files = prompts.normalise(definitions, doc.inputs, [*loc, "inputs"])
+        item.errors += [p.as_detail() for p in problems]
+        file_refs += [(item, [*loc, "inputs"], file_id) for file_id in files]
+        if doc.inputs is not None or inputs:
+            doc.inputs = inputs
+        if doc.prompt is None and bot.promptTemplate and not problems:
+            doc.prompt = prompts.render(bot.promptTemplate, inputs)
+        if bot.creditCost is not None:
+            doc.credits = bot.creditCost
+    if file_refs:
+        missing = await missing_ids(File, list({PydanticObjectId(ref) for _, _, ref in file_refs}))
+        for item, loc, ref in file_refs:
+            if PydanticObjectId(ref) in missing:
+                item.errors.append(_error(loc, f"file {ref} does not exist"))
+    return found
+
+
+async def _none() -> list:
+    return []
+
+
+async def attach_followups(docs: list[BotRequest]) -> None:
+    """One atomic `$addToSet` per original (never read-modify-write), moving its
+    `updatedAt` as Mongoose's timestamps do on any update."""
+    by_original: dict[PydanticObjectId, list[PydanticObjectId]] = defaultdict(list)
+    for doc in docs:
+        if doc.originalRequest is not None:
+            by_original[doc.originalRequest].append(doc.id)
+    await asyncio.gather(
+        *(
+            BotRequest.find_one(BotRequest.id == original).update(
+                AddToSet({BotRequest.relatedRequests: {"$each": followups}}),
+                Set({BotRequest.updatedAt: now()}),
+            )
+            for original, followups in by_original.items()
+        )
+    )
+
+
+async def create(body: BotRequestCreate, client_ip: str | None) -> dict[str, Any]:
+    """Record one interaction and return it populated (422 with every problem found)."""
+    item = build(body, client_ip, ["body"])
+    found = await check([item], [["body"]]) if item.doc else {}
+    if item.errors or item.doc is None:
+        raise InvalidInput.many(item.errors)
+    await item.doc.insert()
+    await attach_followups([item.doc])
+    return populate.apply(dump(item.doc), found)
+
+
+# --- batch -------------------------------------------------------------------------------
+
+
+async def create_batch(bodies: list[Any], client_ip: str | None) -> dict[str, Any]:
+    """Record many interactions: per item its id or its errors; one bad item does not stop
+    the others. Items with a `requestKey` already stored answer that request's id
+    (`"status": "existing"`), so a retried batch writes each item once."""
+    items: list[Item] = []
+    for index, raw in enumerate(bodies):
+        try:
+            body = BotRequestCreate.model_validate(raw)
+        except ValidationError as exc:
+            errors = [
+                _error([index, *error["loc"]], error["msg"])
+                for error in exc.errors(include_url=False)
+            ]
+            items.append(Item(None, errors))
+            continue
+        items.append(build(body, client_ip, [index]))
+    keys = [item.doc.requestKey for item in items if item.doc and item.doc.requestKey]
+    existing = await _existing_keys(keys)
+    seen_keys: set[str] = set()
+    for index, item in enumerate(items):
+        key = item.doc.requestKey if item.doc else None
+        if key is not None and key in seen_keys and key not in existing:
+            item.errors.append(_error([index, "requestKey"], "requestKey repeated in batch"))
+        if key is not None:
+            seen_keys.add(key)
+    fresh = [
+        (index, item)
+        for index, item in enumerate(items)
+        if item.doc is not None and not item.errors and item.doc.requestKey not in existing
+    ]
+    await check([item for _, item in fresh], [[index] for index, _ in fresh])
+    to_insert = [item for _, item in fresh if not item.errors]
+    failed_keys = await _insert_many(to_insert)
+    if failed_keys:
+        existing |= await _existing_keys(failed_keys)
+    written = [item.doc for item in to_insert if not item.errors and item.doc]
+    await attach_followups(written)
+    return _batch_answer(items, existing)
+
+
+async def _existing_keys(keys: list[str]) -> dict[str, str]:
+    if not keys:
+        return {}
+    rows = await BotRequest.find(In(BotRequest.requestKey, keys)).project(_KeyOnly).to_list()
+    return {row.requestKey: str(row.id) for row in rows}
+
+
+async def _insert_many(items: list[Item]) -> list[str]:
+    """One unordered `insert_many`; an item whose `requestKey` was written meanwhile (a
+    concurrent retry) is a duplicate-key error for that item alone. Returns those keys."""
+    if not items:
+        return []
+    try:
+        await BotRequest.insert_many([item.doc for item in items], ordered=False)
+    except BulkWriteError as exc:
+        raced = []
+        for error in exc.details.get("writeErrors", []):
+            item = items[error["index"]]
+            if error.get("code") == 11000 and item.doc and item.doc.requestKey:
+                raced.append(item.doc.requestKey)
+                item.errors.append({"loc": ["requestKey"], "msg": "duplicate", "type": "dup"})
+            else:
+                item.errors.append(_error([], error.get("errmsg", "write failed")))
+        return raced
+    return []
+
+
+def _batch_answer(items: list[Item], existing: dict[str, str]) -> dict[str, Any]:
+    out, counts = [], {"created": 0, "existing": 0, "failed": 0}
+    for index, item in enumerate(items):
+        key = item.doc.requestKey if item.doc else None
+        if (
+            key is not None
+            and key in existing
+            and (not item.errors or item.errors[0].get("type") == "dup")
+        ):
+            out.append({"index": index, "status": "existing", "id": existing[key]})
+            counts["existing"] += 1
+        elif item.errors or item.doc is None:
+            errors = [
+                {
+                    "index": index,
+                    "field": ".".join(str(p) for p in e["loc"][1:]),
+                    "reason": e["msg"],
+                }
+                for e in item.errors
+            ]
+            out.append({"index": index, "status": "error", "errors": errors})
+            counts["failed"] += 1
+        else:
+            out.append({"index": index, "status": "created", "id": str(item.doc.id)})
+            counts["created"] += 1
+    return {"items": out, **counts}
+
+
+def _field(loc: list) -> str:
+    """`[3, "images", 1]` → `images.1` (the item index is given on its own)."""
+    return ".".join(str(part) for part in loc[1:])
+
+
+class _KeyOnly(populate.Projection):
+    requestKey: str
