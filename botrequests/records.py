@@ -5,7 +5,7 @@ from typing import Any, TypeVar
 from beanie import Document, PydanticObjectId, UpdateResponse
 from beanie.operators import In, Set, Unset
 from bson import ObjectId
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from botrequests import prompts
 from botrequests.documents import Bot, File, Invoice, Organization, User
@@ -17,9 +17,12 @@ from botrequests.schemas import (
     FileCreate,
     InvoiceCreate,
     OrganizationCreate,
+    SafeObject,
     UserCreate,
 )
 from botrequests.timeutil import later_than, now
+
+SafeInputs = TypeAdapter(SafeObject)
 
 LABELS: dict[type[Document], str] = {
     Organization: "organization",
@@ -166,3 +169,28 @@ async def update_returning(
     if updated is None:
         raise not_found(LABELS.get(model, "record"), identifier)
     return updated
+
+
+async def prompt_preview(bot: Bot, raw_inputs: str) -> dict[str, Any]:
+    """Validate inputs as POST /bot-requests would and render the bot's template."""
+    loc: list[str | int] = ["query", "inputs"]
+    try:
+        given = SafeInputs.validate_json(raw_inputs)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise InvalidInput(loc, f"must be a JSON object of input values: {reason}") from None
+    definitions = (
+        [i.model_dump(exclude_unset=True) for i in bot.inputs] if bot.inputs is not None else None
+    )
+    inputs, problems, files = prompts.normalise(definitions, given, loc)
+    details = [p.as_detail() for p in problems]
+    missing = await missing_ids(File, list({PydanticObjectId(f) for f in files}))
+    details += [
+        {"loc": loc, "msg": f"file {f} does not exist", "type": "value_error"}
+        for f in files
+        if PydanticObjectId(f) in missing
+    ]
+    if details:
+        raise InvalidInput.many(details)
+    prompt = prompts.render(bot.promptTemplate, inputs) if bot.promptTemplate else None
+    return {"prompt": prompt, "inputs": inputs}

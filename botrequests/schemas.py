@@ -175,7 +175,7 @@ class BotRequestCreate(Body):
 
 
 class BotRequestBatch(Body):
-    items: list[dict[str, JsonValue]] = Field(
+    items: list[JsonValue] = Field(
         description="each item as the body of POST /bot-requests; checked one by one"
     )
 
@@ -395,3 +395,8 @@ class Stats(BaseModel):
     groupBy: str
     items: list[StatsGroup]
     next: None = None
+
+
+class PromptPreview(BaseModel):
+    prompt: str | None = None
+    inputs: dict[str, JsonValue]

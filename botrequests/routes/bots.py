@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 from botrequests import records
 from botrequests.deps import JSON, BotDep
 from botrequests.documents import Bot
-from botrequests.schemas import BotCreate, BotPublic, BotUpdate
+from botrequests.schemas import BotCreate, BotPublic, BotUpdate, PromptPreview
 from botrequests.serialize import dump_bot
 
 router = APIRouter(prefix="/bots", tags=["bots"])
@@ -36,3 +36,19 @@ async def read_bot(bot: BotDep) -> JSON:
 async def update_bot(bot: BotDep, body: BotUpdate) -> JSON:
     """Change a bot; `inputs` replaces the list; `null` clears an optional field."""
     return JSON(dump_bot(await records.update_bot(bot, body)))
+
+
+@router.get(
+    "/{id}/prompt-preview",
+    response_model=PromptPreview,
+    responses={422: {"description": "inputs do not fit the bot's definitions"}},
+)
+async def prompt_preview(
+    bot: BotDep,
+    inputs: Annotated[
+        str,
+        Query(max_length=100_000, description='input values as a JSON object: {"color": "Green"}'),
+    ] = "{}",
+) -> JSON:
+    """The prompt this bot would build from the given inputs; nothing is written."""
+    return JSON(await records.prompt_preview(bot, inputs))
