@@ -54,7 +54,8 @@ def build(body: BotRequestCreate, client_ip: str | None, loc: list) -> Item:
             return Item(None, [_error([*loc, "ip"], "no ip given and no client address")])
         fields["ip"] = client_ip
     moment = now()
-    doc = BotRequest(
+    # The body was validated field by field already: construct, don't validate again.
+    doc = BotRequest.model_construct(
         id=PydanticObjectId(),
         images=fields.pop("images", []),
         success=fields.pop("success"),

@@ -1,0 +1,330 @@
+"""Benchmark: where the time goes, against the naive ways of doing the same work.
+
+    python scripts/bench.py            # embedded backend (mongomock), about a minute
+    MONGODB_URI=mongodb://... python scripts/bench.py   # a real server (database bench_*)
+    python scripts/bench.py --smoke    # tiny sizes, used by the test suite
+
+Prints one table: single POSTs vs a batch, a populated page of 100 vs fetching each
+reference one by one (and vs the same page unpopulated), a thread of depth 200 via the
+thread endpoint vs walking `originalRequest` one query at a time, and p50/p99 latency of
+`GET /bot-requests/{id}` under concurrent load from real HTTP clients against
+`botrequests serve` vs a bare FastAPI endpoint serving the same JSON from memory.
+"""
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from botrequests import db  # noqa: E402
+from botrequests.app import create_app  # noqa: E402
+from botrequests.config import Settings  # noqa: E402
+from botrequests.documents import Bot, BotRequest, File, Invoice, Organization, User  # noqa: E402
+
+ROWS: list[tuple[str, str, str, str]] = []
+
+
+def row(name: str, value: str, trips: str = "", note: str = "") -> None:
+    ROWS.append((name, value, trips, note))
+    print(f"  {name}: {value} {trips} {note}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def timed() -> Any:
+    box = {"seconds": 0.0}
+    start = time.perf_counter()
+    yield box
+    box["seconds"] = time.perf_counter() - start
+
+
+async def world(client: httpx.AsyncClient, tag: str) -> dict[str, dict]:
+    async def post(path: str, body: dict) -> dict:
+        response = await client.post(path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+    org = await post("/organizations", {"name": "Bench"})
+    user = await post("/users", {"name": "Ada", "organization": org["id"]})
+    color = {"name": "color", "inputType": "text", "required": True, "defaultValue": "Green"}
+    bots = [
+        await post(
+            "/bots",
+            {"name": f"bot {i}", "slug": f"{tag}-bot-{i}", "creditCost": i, "inputs": [color]},
+        )
+        for i in range(5)
+    ]
+    files = [await post("/files", {"fileName": f"f{i}", "s3Key": f"k{i}"}) for i in range(5)]
+    invoice = await post("/invoices", {"organization": org["id"], "credits": 5, "status": "paid"})
+    return {"org": org, "user": user, "bots": bots, "files": files, "invoice": invoice}
+
+
+def body(w: dict, i: int, **extra: Any) -> dict:
+    return {
+        "bot": w["bots"][i % 5]["id"],
+        "createdBy": w["user"]["id"],
+        "organization": w["org"]["id"],
+        "images": [w["files"][i % 5]["id"]],
+        "invoice": w["invoice"]["id"],
+        "inputs": {"color": "Blue"},
+        "ip": "10.0.0.1",
+        "success": i % 4 != 0,
+        "response": {"text": "x" * 200, "i": i},
+        **extra,
+    }
+
+
+async def bench_ingest(client: httpx.AsyncClient, w: dict, n: int) -> None:
+    with timed() as single:
+        for i in range(n):
+            (await client.post("/bot-requests", json=body(w, i))).raise_for_status()
+    batch_size = min(1000, n * 10)
+    batches = max(1, (n * 10) // batch_size)
+    with timed() as batched:
+        for b in range(batches):
+            items = [body(w, b * batch_size + i) for i in range(batch_size)]
+            response = await client.post("/bot-requests/batch", json={"items": items})
+            assert response.json()["created"] == batch_size
+    single_rps = n / single["seconds"]
+    batch_rps = batches * batch_size / batched["seconds"]
+    row("single POST /bot-requests (HTTP)", f"{single_rps:,.0f} req/s", "", f"{n} requests")
+    row(
+        "POST /bot-requests/batch (HTTP)",
+        f"{batch_rps:,.0f} req/s",
+        "",
+        f"{batches} x {batch_size} items; {batch_rps / single_rps:.1f}x single",
+    )
+
+
+async def naive_page(limit: int) -> int:
+    """The naive way: the page, then each reference of each request fetched by itself."""
+    docs = await BotRequest.find().sort([("createdAt", -1)]).limit(limit).to_list()
+    fetched = 0
+    for doc in docs:
+        for model, ref in ((Bot, doc.bot), (User, doc.createdBy), (Organization, doc.organization)):
+            if ref is not None:
+                fetched += await model.get(ref) is not None
+        for image in doc.images or []:
+            fetched += await File.get(image) is not None
+        if doc.invoice is not None:
+            fetched += await Invoice.get(doc.invoice) is not None
+    return fetched
+
+
+async def bench_page(client: httpx.AsyncClient, repeat: int) -> None:
+    async def page(params: dict) -> tuple[float, int]:
+        times = []
+        for _ in range(repeat):
+            with db.count_round_trips() as counter, timed() as t:
+                response = await client.get("/bot-requests", params={"limit": 100, **params})
+                assert len(response.json()["items"]) == 100
+            times.append(t["seconds"])
+        return statistics.median(times), counter.count
+
+    populated, populated_trips = await page({})
+    bare, bare_trips = await page({"populate": "none"})
+    naive_times = []
+    for _ in range(repeat):
+        with db.count_round_trips() as counter, timed() as t:
+            await naive_page(100)
+        naive_times.append(t["seconds"])
+    naive = statistics.median(naive_times)
+    row(
+        "page of 100, populated",
+        f"{populated * 1000:.1f} ms",
+        f"{populated_trips} trips",
+        f"{populated / bare:.2f}x unpopulated",
+    )
+    row("page of 100, unpopulated", f"{bare * 1000:.1f} ms", f"{bare_trips} trips")
+    row(
+        "page of 100, naive population",
+        f"{naive * 1000:.1f} ms",
+        f"{counter.count} trips",
+        f"{naive / populated:.1f}x slower than populated",
+    )
+
+
+async def bench_thread(client: httpx.AsyncClient, w: dict, depth: int, repeat: int) -> None:
+    items = []
+    parent = None
+    for i in range(depth + 1):
+        response = await client.post("/bot-requests", json=body(w, i, originalRequest=parent))
+        parent = response.json()["id"]
+        items.append(parent)
+    leaf = items[-1]
+    times = []
+    for _ in range(repeat):
+        with db.count_round_trips() as counter, timed() as t:
+            response = await client.get(f"/bot-requests/{leaf}/thread")
+            assert len(response.json()["requests"]) == depth + 1
+        times.append(t["seconds"])
+    endpoint, trips = statistics.median(times), counter.count
+    naive_times = []
+    for _ in range(repeat):
+        with db.count_round_trips() as walk, timed() as t:
+            doc = await BotRequest.get(leaf)
+            chain = [doc]
+            while doc is not None and doc.originalRequest is not None:
+                doc = await BotRequest.get(doc.originalRequest)
+                chain.append(doc)
+            assert len(chain) == depth + 1
+        naive_times.append(t["seconds"])
+    naive = statistics.median(naive_times)
+    row(
+        f"thread of depth {depth}, endpoint (populated)",
+        f"{endpoint * 1000:.1f} ms",
+        f"{trips} trips",
+    )
+    row(
+        f"thread of depth {depth}, walk originalRequest",
+        f"{naive * 1000:.1f} ms",
+        f"{walk.count} trips",
+        "chain only, unpopulated",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(args: list[str], port: int, env: dict) -> subprocess.Popen:
+    process = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    for _ in range(200):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return process
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+async def load(url: str, clients: int, per_client: int) -> list[float]:
+    latencies: list[float] = []
+
+    async def one(http: httpx.AsyncClient) -> None:
+        for _ in range(per_client):
+            begin = time.perf_counter()
+            response = await http.get(url)
+            latencies.append(time.perf_counter() - begin)
+            response.raise_for_status()
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+        await asyncio.gather(*(one(http) for _ in range(clients)))
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def bench_served(clients: int, per_client: int, ingest: int) -> None:
+    """Against `botrequests serve` over real HTTP, as bot products call it: ingest (single
+    POSTs one after another vs batches), then GET latency under concurrent clients."""
+    env = dict(os.environ)
+    env["LOG_LEVEL"] = "warning"
+    port = free_port()
+    server = start([sys.executable, "-m", "botrequests", "serve", "--port", str(port)], port, env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            w = await world(client, f"lat{port}")
+            await bench_ingest(client, w, ingest)
+            created = (await client.post("/bot-requests", json=body(w, 1))).json()
+            served = (await client.get(f"/bot-requests/{created['id']}")).content
+        await load(f"{base}/bot-requests/{created['id']}", clients, 5)  # warm up
+        ours = await load(f"{base}/bot-requests/{created['id']}", clients, per_client)
+    finally:
+        server.terminate()
+        server.wait()
+    with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as payload:
+        payload.write(served)
+    bare_port = free_port()
+    env["BENCH_PAYLOAD"] = payload.name
+    bare = start(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "scripts.bare_app:app",
+            "--port",
+            str(bare_port),
+            "--log-level",
+            "warning",
+        ],
+        bare_port,
+        env,
+    )
+    try:
+        await load(f"http://127.0.0.1:{bare_port}/same", clients, 5)
+        ceiling = await load(f"http://127.0.0.1:{bare_port}/same", clients, per_client)
+    finally:
+        bare.terminate()
+        bare.wait()
+        os.unlink(payload.name)
+    row(
+        "GET /bot-requests/{id}, botrequests serve",
+        f"p50 {pct(ours, 0.5):.2f} ms, p99 {pct(ours, 0.99):.2f} ms",
+        "",
+        f"{clients} clients x {per_client}",
+    )
+    row(
+        "same JSON from a bare FastAPI endpoint",
+        f"p50 {pct(ceiling, 0.5):.2f} ms, p99 {pct(ceiling, 0.99):.2f} ms",
+        "",
+        f"p50 ratio {pct(ours, 0.5) / pct(ceiling, 0.5):.2f}x",
+    )
+
+
+async def main(smoke: bool) -> None:
+    uri = os.environ.get("MONGODB_URI", "")
+    settings = Settings(mongodb_uri=uri, mongodb_database=f"bench_{os.getpid()}", _env_file=None)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            w = await world(client, "bench")
+            for i in range(150 if smoke else 3000):  # a collection to page through
+                (await client.post("/bot-requests", json=body(w, i))).raise_for_status()
+            await bench_page(client, 1 if smoke else 15)
+            await bench_thread(client, w, 5 if smoke else 200, 1 if smoke else 5)
+        if uri:
+            await app.state.mongo.drop_database(settings.mongodb_database)
+    await bench_served(2 if smoke else 8, 5 if smoke else 250, 10 if smoke else 300)
+
+    backend = "MongoDB" if uri else "embedded (mongomock)"
+    print(
+        f"\nbotrequests benchmark — backend: {backend}; {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}\n"
+    )
+    print("| what | result | round trips | note |")
+    print("|---|---|---|---|")
+    for name, value, trips, note in ROWS:
+        print(f"| {name} | {value} | {trips} | {note} |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, no meaningful timing")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one log line per request skews timing
+    asyncio.run(main(parser.parse_args().smoke))

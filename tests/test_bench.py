@@ -1,0 +1,32 @@
+"""The benchmark script runs end to end (tiny sizes; no timing assertions)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_bench_smoke_prints_the_table():
+    result = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    table = result.stdout
+    for name in (
+        "single POST /bot-requests (HTTP)",
+        "POST /bot-requests/batch",
+        "page of 100, populated",
+        "page of 100, naive population",
+        "thread of depth 5, endpoint",
+        "GET /bot-requests/{id}, botrequests serve",
+        "bare FastAPI endpoint",
+    ):
+        assert name in table
+    assert "| page of 100, populated |" in table
+    assert "| 6 trips |" in table  # a populated page: the page + one query per collection
+    assert "| 7 trips |" in table  # a thread: up, down, population
