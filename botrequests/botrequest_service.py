@@ -11,6 +11,7 @@ from beanie.operators import Set, Unset
 from bson import ObjectId
 
 from botrequests import populate
+from botrequests.auth import scoped
 from botrequests.documents import BotRequest
 from botrequests.errors import InvalidInput
 from botrequests.records import update_returning
@@ -85,7 +86,7 @@ def filter_query(filters: BotRequestFilters) -> dict[str, Any]:
         created["$lt"] = filters.to
     if created:
         query["createdAt"] = created
-    return query
+    return scoped(BotRequest, query)
 
 
 def _fingerprint(query: dict[str, Any]) -> str:

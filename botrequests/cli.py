@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -68,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--upsert", action="store_true", help="$set existing _ids instead of skipping them"
     )
 
+    key = commands.add_parser(
+        "create-api-key", help="issue an API key for an organization and print it once"
+    )
+    key.add_argument("--organization", required=True, help="the organization's id")
+
     commands.add_parser(
         "repair-threads",
         help="rebuild every relatedRequests from the originalRequest fields (idempotent)",
@@ -84,6 +90,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args, settings)
     return asyncio.run(_run_async(args, settings))
+
+
+async def _create_api_key(organization: str) -> int:
+    from beanie import PydanticObjectId
+
+    from botrequests import auth
+    from botrequests.documents import Organization
+
+    if not re.fullmatch(r"[0-9a-fA-F]{24}", organization):
+        print("botrequests: --organization must be an id (24 hex digits)", file=sys.stderr)
+        return 2
+    found = await Organization.get(PydanticObjectId(organization.lower()))
+    if found is None:
+        print(f"botrequests: no organization {organization}", file=sys.stderr)
+        return 1
+    record, key = await auth.issue_key(found.id)
+    print(f"API key for {found.name} ({found.id}), id {record.id}; shown once, store it now:")
+    print(key)
+    return 0
 
 
 async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
@@ -111,6 +136,8 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
                 return 1
             print("\n".join(report.lines()))
             return 0
+        if args.command == "create-api-key":
+            return await _create_api_key(args.organization)
         repairs = await threads.repair_related_requests()
         for repair in repairs:
             print(

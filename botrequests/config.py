@@ -1,5 +1,7 @@
 """Settings, read from the environment and `.env` (see `.env.example` for every one)."""
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,9 +25,21 @@ class Settings(BaseSettings):
     # (os.pathsep-separated).
     import_paths: str = Field(default="", validation_alias="BOTREQUESTS_IMPORT_PATHS")
 
+    # Access control: "on" (default) or "off" (local use only). With it on, every data
+    # call needs `Authorization: Bearer <key>`; the admin token manages organizations/keys.
+    auth: Literal["on", "off"] = Field(default="on", validation_alias="BOTREQUESTS_AUTH")
+    admin_token: str = Field(default="", validation_alias="BOTREQUESTS_ADMIN_TOKEN")
+    # Hostile input: bodies over this many bytes get 413, JSON nested deeper gets 422.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    max_json_depth: int = Field(default=32, ge=4, le=90)
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "on"
 
     @property
     def embedded(self) -> bool:

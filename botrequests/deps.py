@@ -8,6 +8,7 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from botrequests import populate, records
+from botrequests.auth import scoped
 from botrequests.config import Settings
 from botrequests.documents import Bot, BotRequest, File, Invoice, Organization, User
 from botrequests.errors import not_found
@@ -47,7 +48,7 @@ InvoiceDep = Annotated[Invoice, Depends(_loader(Invoice))]
 
 
 async def load_bot_request(identifier: ObjectIdPath) -> BotRequest:
-    found = await BotRequest.get(identifier)
+    found = await BotRequest.find_one(scoped(BotRequest, {"_id": identifier}))
     if found is None:
         raise not_found("bot request", identifier)
     return found

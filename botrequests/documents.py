@@ -160,4 +160,24 @@ class BotRequest(StoredDocument):
         ]
 
 
-DOCUMENT_MODELS: list[type[Document]] = [Organization, User, Bot, File, Invoice, BotRequest]
+class ApiKey(StoredDocument):
+    """An organization's API key (only its SHA-256 is stored). Not a Mongoose entity:
+    botrequests' own collection."""
+
+    organization: PydanticObjectId
+    hash: str
+    prefix: str
+    createdAt: datetime | None = None
+    revokedAt: datetime | None = None
+
+    class Settings(StoredDocument.Settings):
+        name = "apikeys"
+        indexes = [
+            IndexModel([("hash", pymongo.ASCENDING)], unique=True),
+            IndexModel([("organization", pymongo.ASCENDING)]),
+        ]
+
+
+# The Mongoose entities (and the importer's collections), then the service's own.
+ENTITY_MODELS: list[type[Document]] = [Organization, User, Bot, File, Invoice, BotRequest]
+DOCUMENT_MODELS: list[type[Document]] = [*ENTITY_MODELS, ApiKey]

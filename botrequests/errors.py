@@ -6,9 +6,14 @@ Every error body is `{"detail": ...}`; validation-like errors use FastAPI's list
 
 import logging
 
+from beanie.exceptions import CollectionWasNotInitialized
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    ServerSelectionTimeoutError,
+)
 
 log = logging.getLogger("botrequests.errors")
 
@@ -19,6 +24,14 @@ class ServiceError(Exception):
     def __init__(self, detail: object) -> None:
         super().__init__(str(detail))
         self.detail = detail
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+
+
+class Forbidden(ServiceError):
+    status_code = 403
 
 
 class NotFound(ServiceError):
@@ -58,7 +71,8 @@ def not_found(what: str, identifier: object) -> NotFound:
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 
 async def _duplicate_key(request: Request, exc: Exception) -> JSONResponse:
@@ -78,3 +92,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DuplicateKeyError, _duplicate_key)
     app.add_exception_handler(ServerSelectionTimeoutError, _unavailable)
     app.add_exception_handler(ConnectionFailure, _unavailable)
+    app.add_exception_handler(CollectionWasNotInitialized, _unavailable)

@@ -17,9 +17,9 @@ from bson.errors import InvalidId
 from pydantic import ValidationError
 
 from botrequests import db
-from botrequests.documents import DOCUMENT_MODELS, Bot, BotRequest, File, Invoice, User
+from botrequests.documents import ENTITY_MODELS, Bot, BotRequest, File, Invoice, User
 
-COLLECTIONS: dict[str, type[Document]] = {m.Settings.name: m for m in DOCUMENT_MODELS}
+COLLECTIONS: dict[str, type[Document]] = {m.Settings.name: m for m in ENTITY_MODELS}
 
 # collection -> {reference field: referenced collection}
 REFERENCES: dict[str, dict[str, str]] = {

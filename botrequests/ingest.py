@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from beanie import PydanticObjectId
-from beanie.operators import AddToSet, In, Set
+from beanie.operators import AddToSet, Set
 from pydantic import ValidationError
 from pymongo.errors import BulkWriteError
 
 from botrequests import populate, prompts
+from botrequests.auth import owned, scoped
 from botrequests.documents import Bot, BotRequest, File
 from botrequests.errors import InvalidInput
 from botrequests.records import missing_ids
@@ -48,7 +49,7 @@ class Item:
 
 
 def build(body: BotRequestCreate, client_ip: str | None, loc: list) -> Item:
-    fields = body.model_dump(exclude_unset=True)
+    fields = owned(body.model_dump(exclude_unset=True))
     if "ip" not in fields:
         if not client_ip:
             return Item(None, [_error([*loc, "ip"], "no ip given and no client address")])
@@ -92,7 +93,7 @@ async def check(items: list[Item], locs: list[list]) -> dict[str, dict]:
     bot_ids = _ids(docs, "bot")
     found, bots, originals = await asyncio.gather(
         populate.lookups(docs, paths),
-        Bot.find(In(Bot.id, bot_ids)).to_list() if bot_ids else _none(),
+        Bot.find(scoped(Bot, {"_id": {"$in": bot_ids}})).to_list() if bot_ids else _none(),
         missing_ids(BotRequest, _ids(docs, "originalRequest")),
     )
     bots_by_id = {str(bot.id): bot for bot in bots}
@@ -220,7 +221,8 @@ async def create_batch(bodies: list[Any], client_ip: str | None) -> dict[str, An
 async def _existing_keys(keys: list[str]) -> dict[str, str]:
     if not keys:
         return {}
-    rows = await BotRequest.find(In(BotRequest.requestKey, keys)).project(_KeyOnly).to_list()
+    query = scoped(BotRequest, {"requestKey": {"$in": keys}})
+    rows = await BotRequest.find(query).project(_KeyOnly).to_list()
     return {row.requestKey: str(row.id) for row in rows}
 
 

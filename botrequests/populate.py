@@ -10,9 +10,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from beanie import Document, PydanticObjectId
-from beanie.operators import In
 from pydantic import BaseModel, ConfigDict, Field
 
+from botrequests.auth import scoped
 from botrequests.documents import Bot, BotInput, BotRequest, File, Invoice, Organization, User
 from botrequests.errors import InvalidInput
 from botrequests.serialize import dump, dump_bot
@@ -82,7 +82,7 @@ async def _fetch(path: str, ids: list[PydanticObjectId]) -> dict[str, dict[str, 
     model, projection, dumper = _SOURCES[path]
     if not ids:
         return {}
-    query = model.find(In(model.id, ids))
+    query = model.find(scoped(model, {"_id": {"$in": ids}}))
     rows = await (query.project(projection) if projection else query).to_list()
     return {str(row.id): dumper(row) for row in rows}
 

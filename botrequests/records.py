@@ -3,11 +3,12 @@
 from typing import Any, TypeVar
 
 from beanie import Document, PydanticObjectId, UpdateResponse
-from beanie.operators import In, Set, Unset
+from beanie.operators import Set, Unset
 from bson import ObjectId
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from botrequests import prompts
+from botrequests.auth import owned, scoped
 from botrequests.documents import Bot, File, Invoice, Organization, User
 from botrequests.errors import InvalidInput, not_found
 from botrequests.schemas import (
@@ -41,7 +42,9 @@ class _IdOnly(BaseModel):
 
 
 async def get_or_404(model: type[T], identifier: PydanticObjectId) -> T:
-    found = await model.get(identifier)
+    """The record, or 404 — also when it belongs to another organization (never 403,
+    which would confirm it exists)."""
+    found = await model.find_one(scoped(model, {"_id": identifier}))
     if found is None:
         raise not_found(LABELS.get(model, "record"), identifier)
     return found
@@ -51,7 +54,8 @@ async def missing_ids(model: type[Document], ids: list[PydanticObjectId]) -> set
     """Which of `ids` name no record (one query, whatever the count)."""
     if not ids:
         return set()
-    rows = await model.find(In(model.id, ids)).project(_IdOnly).to_list()
+    query = scoped(model, {"_id": {"$in": ids}})
+    rows = await model.find(query).project(_IdOnly).to_list()
     return set(ids) - {row.id for row in rows}
 
 
@@ -61,7 +65,7 @@ async def require(model: type[Document], identifier: PydanticObjectId | None, lo
         raise InvalidInput(["body", loc], f"{LABELS[model]} {identifier} does not exist")
 
 
-def _stamped(fields: dict[str, Any]) -> dict[str, Any]:
+def stamped(fields: dict[str, Any]) -> dict[str, Any]:
     """A new record's fields as Mongoose writes them: `_id` first, timestamps, `__v: 0`."""
     moment = now()
     return {
@@ -74,23 +78,27 @@ def _stamped(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 async def create_organization(body: OrganizationCreate) -> Organization:
-    return await Organization(**_stamped(body.model_dump())).insert()
+    # Admin only (routes): a tenant key cannot create organizations.
+    return await Organization(**stamped(body.model_dump())).insert()
 
 
 async def create_user(body: UserCreate) -> User:
-    await require(Organization, body.organization, "organization")
-    return await User(**_stamped(body.model_dump(exclude_unset=True))).insert()
+    fields = owned(body.model_dump(exclude_unset=True))
+    await require(Organization, fields.get("organization"), "organization")
+    return await User(**stamped(fields)).insert()
 
 
 async def create_file(body: FileCreate) -> File:
+    fields = owned(body.model_dump(exclude_unset=True))
     await require(User, body.createdBy, "createdBy")
-    await require(Organization, body.organization, "organization")
-    return await File(**_stamped(body.model_dump(exclude_unset=True))).insert()
+    await require(Organization, fields.get("organization"), "organization")
+    return await File(**stamped(fields)).insert()
 
 
 async def create_invoice(body: InvoiceCreate) -> Invoice:
-    await require(Organization, body.organization, "organization")
-    return await Invoice(**_stamped(body.model_dump(exclude_unset=True))).insert()
+    fields = owned(body.model_dump(exclude_unset=True))
+    await require(Organization, fields["organization"], "organization")
+    return await Invoice(**stamped(fields)).insert()
 
 
 def _stored_inputs(
@@ -122,18 +130,20 @@ def _check_bot(inputs: list[dict[str, Any]], template: str | None) -> None:
 
 async def create_bot(body: BotCreate) -> Bot:
     _check_bot([i.model_dump() for i in body.inputs], body.promptTemplate)
-    await require(Organization, body.organization, "organization")
-    fields = body.model_dump(exclude_unset=True, exclude={"inputs"})
+    fields = owned(body.model_dump(exclude_unset=True, exclude={"inputs"}))
+    await require(Organization, fields.get("organization"), "organization")
     bot_id = PydanticObjectId()
     fields["creditCost"] = body.creditCost
     fields["inputs"] = _stored_inputs(bot_id, body.inputs)
-    return await Bot(**_stamped({"id": bot_id, **fields})).insert()
+    return await Bot(**stamped({"id": bot_id, **fields})).insert()
 
 
 async def update_bot(bot: Bot, body: BotUpdate) -> Bot:
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         return bot
+    if "organization" in changes:
+        changes = owned(changes)
     for required in ("name", "slug", "creditCost", "inputs"):
         if required in changes and changes[required] is None:
             raise InvalidInput(["body", required], "may not be null")
@@ -146,7 +156,7 @@ async def update_bot(bot: Bot, body: BotUpdate) -> Bot:
         template = changes.get("promptTemplate", bot.promptTemplate)
         if "inputs" in changes or template is not None:
             _check_bot(inputs, template)
-    await require(Organization, body.organization, "organization")
+    await require(Organization, changes.get("organization"), "organization")
     cleared = {key: 1 for key, value in changes.items() if value is None}
     updates = {key: value for key, value in changes.items() if value is not None}
     if "inputs" in updates:

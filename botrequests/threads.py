@@ -19,6 +19,7 @@ from beanie import PydanticObjectId
 from beanie.operators import AddToSet, Pull
 
 from botrequests import db, populate
+from botrequests.auth import scoped, visible
 from botrequests.documents import BotRequest
 from botrequests.errors import not_found
 from botrequests.serialize import dump
@@ -68,7 +69,7 @@ async def ancestry(request_id: PydanticObjectId, max_depth: int) -> Ancestry:
     found = await db.aggregate(
         BotRequest,
         [
-            {"$match": {"_id": request_id}},
+            {"$match": scoped(BotRequest, {"_id": request_id})},
             _graph("$originalRequest", "originalRequest", "_id", max_depth),
         ],
     )
@@ -76,7 +77,8 @@ async def ancestry(request_id: PydanticObjectId, max_depth: int) -> Ancestry:
         raise not_found("bot request", request_id)
     start = found[0]
     # mongomock leaves `as` out when `startWith` is missing; MongoDB gives [].
-    by_id = {raw["_id"]: raw for raw in start.pop("linked", [])}
+    # Another organization's request is, to this tenant, a parent that does not exist.
+    by_id = {raw["_id"]: raw for raw in start.pop("linked", []) if visible(raw)}
     by_id.setdefault(start["_id"], start)
     path, seen = [start], {start["_id"]}
     cycle_from: int | None = None
@@ -124,8 +126,8 @@ async def descendants(root: dict[str, Any], max_depth: int) -> tuple[list[dict],
     members, truncated = [], False
     for raw in linked:
         depth = int(raw.pop("level")) + 1
-        if raw["_id"] == root["_id"]:
-            continue  # reached again through a cycle
+        if raw["_id"] == root["_id"] or not visible(raw):
+            continue  # reached again through a cycle, or another organization's
         if depth > max_depth:
             truncated = True
             continue

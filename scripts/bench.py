@@ -243,6 +243,7 @@ async def bench_served(clients: int, per_client: int, ingest: int) -> None:
     POSTs one after another vs batches), then GET latency under concurrent clients."""
     env = dict(os.environ)
     env["LOG_LEVEL"] = "warning"
+    env["BOTREQUESTS_AUTH"] = "off"
     port = free_port()
     server = start([sys.executable, "-m", "botrequests", "serve", "--port", str(port)], port, env)
     base = f"http://127.0.0.1:{port}"
@@ -298,7 +299,13 @@ async def bench_served(clients: int, per_client: int, ingest: int) -> None:
 
 async def main(smoke: bool) -> None:
     uri = os.environ.get("MONGODB_URI", "")
-    settings = Settings(mongodb_uri=uri, mongodb_database=f"bench_{os.getpid()}", _env_file=None)
+    # Access control off: an API key adds one indexed lookup (one round trip) per call.
+    settings = Settings(
+        mongodb_uri=uri,
+        mongodb_database=f"bench_{os.getpid()}",
+        BOTREQUESTS_AUTH="off",
+        _env_file=None,
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -3,10 +3,13 @@
 
     python scripts/seed_example.py                       # embedded backend, in-process
     python scripts/seed_example.py http://127.0.0.1:8000 # against a running service
+
+Against a service with access control on, set BOTREQUESTS_ADMIN_TOKEN to its admin token.
 """
 
 import asyncio
 import json
+import os
 import sys
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,13 +20,16 @@ import httpx
 @asynccontextmanager
 async def _client(base_url: str | None):
     if base_url:
-        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        # With access control on, organizations are created with the admin token.
+        token = os.environ.get("BOTREQUESTS_ADMIN_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with httpx.AsyncClient(base_url=base_url, timeout=10, headers=headers) as client:
             yield client
         return
     from botrequests.app import create_app
     from botrequests.config import Settings
 
-    app = create_app(Settings(mongodb_uri="", _env_file=None))
+    app = create_app(Settings(mongodb_uri="", BOTREQUESTS_AUTH="off", _env_file=None))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("29.251.124.244", 1234))
         async with httpx.AsyncClient(transport=transport, base_url="http://embedded") as client:

@@ -28,9 +28,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def test_settings() -> Settings:
+    # Access control is off for the suite at large; tests/test_access.py turns it on.
     return Settings(
         mongodb_uri=REAL_MONGODB_URI,
         mongodb_database="botrequests_test",
+        BOTREQUESTS_AUTH="off",
         _env_file=None,
     )
 

@@ -28,6 +28,7 @@ def free_port() -> int:
 def server() -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONGODB_")}
+    env["BOTREQUESTS_AUTH"] = "off"
     process = subprocess.Popen(
         [sys.executable, "-m", "botrequests", "serve", "--port", str(port), "--import"]
         + [str(p) for p in sorted(FIXTURES.glob("*.json"))],
@@ -87,3 +88,33 @@ def test_serve_docs_and_openapi(server):
     assert httpx.get(f"{server}/docs").status_code == 200
     schema = httpx.get(f"{server}/openapi.json").json()
     assert "/bot-requests/{id}/thread" in schema["paths"]
+
+
+def test_serve_with_access_control_prints_a_working_development_key():
+    """The README's first command, as it is: access control on, a development key printed."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "BOTREQUESTS_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "botrequests", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        key = None
+        deadline = time.monotonic() + 20
+        while key is None and time.monotonic() < deadline:
+            line = process.stdout.readline() if process.stdout else ""
+            if "API key br_" in line:
+                key = line.split("API key ")[1].split()[0]
+        assert key, "no development key printed"
+        assert httpx.get(f"{base}/bot-requests").status_code == 401
+        response = httpx.get(f"{base}/bot-requests", headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 200
+        assert response.headers["x-request-id"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

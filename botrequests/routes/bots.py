@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from botrequests import records
+from botrequests.auth import scoped
 from botrequests.deps import JSON, BotDep
 from botrequests.documents import Bot
 from botrequests.schemas import BotCreate, BotPublic, BotUpdate, PromptPreview
@@ -22,7 +23,7 @@ async def create_bot(body: BotCreate) -> JSON:
 @router.get("", response_model=dict[str, list[BotPublic] | None])
 async def list_bots(limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JSON:
     """List bots, by slug."""
-    bots = await Bot.find().sort("slug").limit(limit).to_list()
+    bots = await Bot.find(scoped(Bot, {})).sort("slug").limit(limit).to_list()
     return JSON({"items": [dump_bot(bot) for bot in bots], "next": None})
 
 

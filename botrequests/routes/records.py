@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from botrequests import records
+from botrequests.auth import AdminDep
 from botrequests.deps import JSON, FileDep, InvoiceDep, OrganizationDep, UserDep
 from botrequests.schemas import (
     FileCreate,
@@ -22,8 +23,8 @@ router = APIRouter()
 @router.post(
     "/organizations", status_code=201, response_model=OrganizationPublic, tags=["organizations"]
 )
-async def create_organization(body: OrganizationCreate) -> JSON:
-    """Create an organization."""
+async def create_organization(body: OrganizationCreate, _: AdminDep) -> JSON:
+    """Create an organization (admin token)."""
     return JSON(dump(await records.create_organization(body)), status_code=201)
 
 

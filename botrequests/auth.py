@@ -1,0 +1,125 @@
+"""Access control: organization API keys, an admin token, and the request's tenant.
+
+A key is `br_` + 43 random URL-safe characters, shown once; only its SHA-256 is stored (a
+key has 256 bits of entropy, so a fast hash is enough and a lookup is one indexed query).
+The tenant of the request being served lives in a context variable set by the `principal`
+dependency: the query layer reads it to scope every read and write to that organization
+(`None`: the admin token, or access control turned off).
+"""
+
+import hashlib
+import hmac
+import secrets
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from beanie import PydanticObjectId
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from botrequests.documents import ApiKey
+from botrequests.errors import Forbidden, Unauthorized
+from botrequests.timeutil import now
+
+current_org: ContextVar[PydanticObjectId | None] = ContextVar("current_org", default=None)
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def issue_key(organization: PydanticObjectId) -> tuple[ApiKey, str]:
+    key = "br_" + secrets.token_urlsafe(32)
+    record = ApiKey(
+        id=PydanticObjectId(),
+        organization=organization,
+        hash=digest(key),
+        prefix=key[:10],
+        createdAt=now(),
+    )
+    await record.insert()
+    return record, key
+
+
+@dataclass(frozen=True)
+class Principal:
+    org: PydanticObjectId | None  # None: every organization
+    admin: bool
+
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An organization's API key (`botrequests create-api-key`), or the admin token",
+)
+
+
+async def principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    settings = request.app.state.settings
+    if not settings.auth_enabled:
+        current_org.set(None)
+        return Principal(None, True)
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    token = credentials.credentials
+    admin = settings.admin_token
+    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+        current_org.set(None)
+        return Principal(None, True)
+    found = await ApiKey.find_one({"hash": digest(token), "revokedAt": None})
+    if found is None:
+        raise Unauthorized("unknown or revoked API key")
+    current_org.set(found.organization)
+    return Principal(found.organization, False)
+
+
+PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+async def admin_only(who: PrincipalDep) -> Principal:
+    if not who.admin:
+        raise Forbidden("this needs the admin token (BOTREQUESTS_ADMIN_TOKEN)")
+    return who
+
+
+AdminDep = Annotated[Principal, Depends(admin_only)]
+
+
+# Bots, users and files written without an organization (by another application) are
+# shared: every tenant sees them. Invoices and bot requests always belong to one.
+_SHARED = frozenset({"bots", "users", "files"})
+
+
+def scoped(model: type, query: dict[str, Any]) -> dict[str, Any]:
+    """`query` limited to what the current tenant may see of `model`'s collection."""
+    org = current_org.get()
+    if org is None:
+        return query
+    name = model.Settings.name
+    if name == "organizations":
+        tenant: dict[str, Any] = {"_id": org}
+    elif name in _SHARED:
+        tenant = {"organization": {"$in": [org, None]}}
+    else:
+        tenant = {"organization": org}
+    return {"$and": [query, tenant]} if query else tenant
+
+
+def visible(doc: dict[str, Any]) -> bool:
+    """Whether a raw bot request belongs to the current tenant (for thread members)."""
+    org = current_org.get()
+    return org is None or doc.get("organization") == org
+
+
+def owned(fields: dict[str, Any]) -> dict[str, Any]:
+    """A record written under a key belongs to the key's organization, whatever the body
+    said."""
+    org = current_org.get()
+    return fields if org is None else {**fields, "organization": org}
+
+
+def tenant() -> PydanticObjectId | None:
+    return current_org.get()

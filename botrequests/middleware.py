@@ -1,0 +1,135 @@
+"""ASGI middleware: one structured log line per request with an `X-Request-ID`, and the
+limits every body meets before FastAPI parses it (size → 413, JSON nesting → 422).
+
+The nesting check runs before `json.loads`, whose recursion a hostile body of a million
+`[` would otherwise exhaust (a 500). Strings are stripped first, so brackets inside them
+do not count.
+"""
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+log = logging.getLogger("botrequests.access")
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def json_depth_exceeds(body: bytes, limit: int) -> bool:
+    depth = 0
+    for match in _BRACKET.finditer(_STRING.sub(b'""', body)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+async def _send_json(send: Any, status: int, detail: Any, headers: list) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    def __init__(self, app: Any, max_body_bytes: int, max_json_depth: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        id_header = [(b"x-request-id", request_id.encode())]
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_logged(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message["headers"] = [*message.get("headers", []), *id_header]
+            await send(message)
+
+        try:
+            replay = await self._checked_body(scope, receive, headers, send_logged)
+            if replay is not None:
+                await self.app(scope, replay, send_logged)
+        finally:
+            # Never the query string, a header or the body: they may hold keys or user data.
+            log.info(
+                json.dumps(
+                    {
+                        "method": scope.get("method"),
+                        "path": scope.get("path"),
+                        "status": status["code"],
+                        "ms": round((time.perf_counter() - started) * 1000, 2),
+                        "requestId": request_id,
+                    }
+                )
+            )
+
+    async def _checked_body(self, scope: dict, receive: Any, headers: dict, send: Any) -> Any:
+        """Read the body within the size limit and check its nesting; answer 413 / 422
+        and return None when it fails, else a `receive` that replays it."""
+        if scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            return receive
+        too_large = f"request body over {self.max_body_bytes} bytes"
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _send_json(send, 413, too_large, [])
+            return None
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await _send_json(send, 413, too_large, [])
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        if json_depth_exceeds(body, self.max_json_depth):
+            detail = [
+                {
+                    "loc": ["body"],
+                    "msg": f"JSON nested deeper than {self.max_json_depth} levels",
+                    "type": "value_error",
+                }
+            ]
+            await _send_json(send, 422, detail, [])
+            return None
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay
