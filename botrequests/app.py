@@ -17,6 +17,7 @@ from botrequests.documents import ApiKey, Organization
 from botrequests.errors import Unavailable
 from botrequests.middleware import Guard
 from botrequests.routes import bot_requests, bots, health, keys, records
+from botrequests.schemas import ERROR_RESPONSES
 
 log = logging.getLogger("botrequests")
 
@@ -66,7 +67,7 @@ def create_app(config: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     data = [Depends(auth.principal), Depends(_database_ready)]
     for router in (records.router, keys.router, bots.router, bot_requests.router):
-        app.include_router(router, dependencies=data)
+        app.include_router(router, dependencies=data, responses=ERROR_RESPONSES)
     return app
 
 

@@ -265,6 +265,26 @@ class ExportQuery(BotRequestFilters):
 # --- served shapes (documentation of what the routes return) ---------------------------
 
 
+class ErrorBody(BaseModel):
+    """Every error: a message, or FastAPI's list of `{loc, msg, type}` for a 422."""
+
+    detail: str | list[dict[str, JsonValue]]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        401: "missing, unknown or revoked API key",
+        403: "needs the admin token",
+        404: "no such record (or another organization's)",
+        409: "conflict: a duplicate slug or requestKey",
+        413: "body over MAX_BODY_BYTES, or a batch over BATCH_MAX_ITEMS",
+        422: "invalid body, query or id, or a reference to nothing",
+        503: "database unavailable",
+    }.items()
+}
+
+
 class Ref(BaseModel):
     id: str
 
