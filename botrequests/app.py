@@ -16,7 +16,7 @@ from botrequests.config import Settings, settings
 from botrequests.documents import ApiKey, Organization
 from botrequests.errors import Unavailable
 from botrequests.middleware import Guard
-from botrequests.routes import bot_requests, bots, health, keys, records
+from botrequests.routes import bot_requests, bots, health, keys, records, ui
 from botrequests.schemas import ERROR_RESPONSES
 
 log = logging.getLogger("botrequests")
@@ -65,6 +65,8 @@ def create_app(config: Settings | None = None) -> FastAPI:
         max_json_depth=(config or settings).max_json_depth,
     )
     app.include_router(health.router)
+    app.include_router(ui.router)
+    app.mount("/ui/static", ui.assets, name="ui-static")
     data = [Depends(auth.principal), Depends(_database_ready)]
     for router in (records.router, keys.router, bots.router, bot_requests.router):
         app.include_router(router, dependencies=data, responses=ERROR_RESPONSES)

@@ -62,6 +62,12 @@ class Guard:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         id_header = [(b"x-request-id", request_id.encode())]
+        if scope.get("path", "").startswith("/ui"):
+            # The pages load only their own files and talk only to this origin.
+            id_header += [
+                (b"content-security-policy", b"default-src 'self'"),
+                (b"x-content-type-options", b"nosniff"),
+            ]
         started = time.perf_counter()
         status = {"code": 500}
 
