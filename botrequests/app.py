@@ -16,8 +16,8 @@ from botrequests.config import Settings, settings
 from botrequests.documents import ApiKey, Organization
 from botrequests.errors import Unavailable
 from botrequests.middleware import Guard
+from botrequests.responses import ERROR_RESPONSES
 from botrequests.routes import bot_requests, bots, health, keys, records, ui
-from botrequests.schemas import ERROR_RESPONSES
 
 log = logging.getLogger("botrequests")
 

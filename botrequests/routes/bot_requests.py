@@ -9,18 +9,14 @@ from botrequests import analytics, ingest, populate, threads
 from botrequests import botrequest_service as service
 from botrequests.deps import JSON, BotRequestDep, ObjectIdPath, PopulatePaths, SettingsDep
 from botrequests.errors import PayloadTooLarge
+from botrequests.responses import BatchResult, BotRequestPage, BotRequestPublic, Stats, Thread
 from botrequests.schemas import (
-    BatchResult,
     BotRequestBatch,
     BotRequestCreate,
-    BotRequestPage,
-    BotRequestPublic,
     BotRequestUpdate,
     ExportQuery,
     ListQuery,
-    Stats,
     StatsQuery,
-    Thread,
 )
 
 router = APIRouter(prefix="/bot-requests", tags=["bot requests"])

@@ -8,7 +8,8 @@ from botrequests import records
 from botrequests.auth import scoped
 from botrequests.deps import JSON, BotDep
 from botrequests.documents import Bot
-from botrequests.schemas import BotCreate, BotPublic, BotUpdate, PromptPreview
+from botrequests.responses import BotPublic, PromptPreview
+from botrequests.schemas import BotCreate, BotUpdate
 from botrequests.serialize import dump_bot
 
 router = APIRouter(prefix="/bots", tags=["bots"])

@@ -5,16 +5,8 @@ from fastapi import APIRouter
 from botrequests import records
 from botrequests.auth import AdminDep
 from botrequests.deps import JSON, FileDep, InvoiceDep, OrganizationDep, UserDep
-from botrequests.schemas import (
-    FileCreate,
-    FilePublic,
-    InvoiceCreate,
-    InvoicePublic,
-    OrganizationCreate,
-    OrganizationPublic,
-    UserCreate,
-    UserPublic,
-)
+from botrequests.responses import FilePublic, InvoicePublic, OrganizationPublic, UserPublic
+from botrequests.schemas import FileCreate, InvoiceCreate, OrganizationCreate, UserCreate
 from botrequests.serialize import dump
 
 router = APIRouter()

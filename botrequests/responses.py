@@ -1,0 +1,186 @@
+"""What the routes answer: the served JSON shapes, documented in the OpenAPI schema.
+
+The routes return the serializer's dicts directly (encoded with orjson); these models
+describe those dicts for `/docs`, clients and the schemathesis checks.
+"""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, JsonValue
+
+
+class ErrorBody(BaseModel):
+    """Every error: a message, or FastAPI's list of `{loc, msg, type}` for a 422."""
+
+    detail: str | list[dict[str, JsonValue]]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        401: "missing, unknown or revoked API key",
+        403: "needs the admin token",
+        404: "no such record (or another organization's)",
+        409: "conflict: a duplicate slug or requestKey",
+        413: "body over MAX_BODY_BYTES, or a batch over BATCH_MAX_ITEMS",
+        422: "invalid body, query or id, or a reference to nothing",
+        503: "database unavailable",
+    }.items()
+}
+
+
+class Ref(BaseModel):
+    id: str
+
+
+class OrganizationPublic(BaseModel):
+    name: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
+    id: str
+
+
+class UserPublic(OrganizationPublic):
+    email: str | None = None
+    organization: str | None = None
+
+
+class BotInputPublic(BaseModel):
+    inputGroup: int | None = None
+    inputType: str | None = None
+    step: int | None = None
+    bot: Ref | None = None
+    label: str | None = None
+    name: str | None = None
+    defaultValue: JsonValue = None
+    placeholder: str | None = None
+    required: bool | None = None
+    options: list[JsonValue] | None = None
+    id: str | None = None
+
+
+class BotPublic(BaseModel):
+    name: str | None = None
+    slug: str | None = None
+    creditCost: int | None = None
+    inputs: list[BotInputPublic] | None = None
+    promptTemplate: str | None = None
+    organization: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
+    id: str
+
+
+class FilePublic(BaseModel):
+    createdBy: str | None = None
+    fileName: str | None = None
+    s3Key: str | None = None
+    contentType: str | None = None
+    size: int | None = None
+    organization: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
+    id: str
+
+
+class InvoicePublic(BaseModel):
+    organization: str | None = None
+    credits: int | None = None
+    status: str | None = None
+    reference: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
+    id: str
+
+
+class NamedRef(BaseModel):
+    name: str | None = None
+    id: str
+
+
+class BotRequestPublic(BaseModel):
+    """A bot request; each reference is its populated record, or its id string when not
+    populated (or when the record it names no longer exists)."""
+
+    images: list[FilePublic | str] | None = None
+    success: bool | None = None
+    relatedRequests: list[str] | None = None
+    bot: BotPublic | str | None = None
+    createdBy: NamedRef | str | None = None
+    organization: NamedRef | str | None = None
+    inputs: dict[str, JsonValue] | None = None
+    ip: str | None = None
+    prompt: str | None = None
+    response: JsonValue = None
+    originalRequest: str | None = None
+    invoice: InvoicePublic | str | None = None
+    sessionKey: str | None = None
+    isAggregation: bool | None = None
+    credits: int | None = None
+    requestKey: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
+    id: str
+
+
+class BotRequestPage(BaseModel):
+    items: list[BotRequestPublic]
+    next: str | None = None
+
+
+class ThreadRequest(BotRequestPublic):
+    depth: int
+
+
+class Thread(BaseModel):
+    root: str
+    scope: Literal["thread", "chain"]
+    requests: list[ThreadRequest]
+    truncated: bool
+    cycle: bool
+
+
+class StatsGroup(BaseModel):
+    bot: BotPublic | str | None = None
+    organization: NamedRef | str | None = None
+    createdBy: NamedRef | str | None = None
+    sessionKey: str | None = None
+    day: str | None = None
+    requests: int
+    succeeded: int
+    failed: int
+    successRate: float
+    credits: int
+    first: str | None = None
+    last: str | None = None
+
+
+class Stats(BaseModel):
+    groupBy: str
+    items: list[StatsGroup]
+    next: None = None
+
+
+class PromptPreview(BaseModel):
+    prompt: str | None = None
+    inputs: dict[str, JsonValue]
+
+
+class BatchError(BaseModel):
+    index: int
+    field: str
+    reason: str
+
+
+class BatchItem(BaseModel):
+    index: int
+    status: Literal["created", "existing", "error"]
+    id: str | None = None
+    errors: list[BatchError] | None = None
+
+
+class BatchResult(BaseModel):
+    items: list[BatchItem]
+    created: int
+    existing: int
+    failed: int
