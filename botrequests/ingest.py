@@ -73,28 +73,17 @@ def _error(loc: list, msg: str) -> dict[str, Any]:
     return {"loc": loc, "msg": msg, "type": "value_error"}
 
 
-def _ids(docs: list[BotRequest], path: str) -> list[PydanticObjectId]:
-    found: dict[PydanticObjectId, None] = {}
-    for doc in docs:
-        value = getattr(doc, path)
-        if isinstance(value, list):
-            found.update(dict.fromkeys(value))
-        elif value is not None:
-            found[value] = None
-    return list(found)
-
-
 async def check(items: list[Item], locs: list[list]) -> dict[str, dict]:
     """Check every item's references, inputs and prompt; one query per referenced
     collection for all items together. Returns the populated records found, so that the
     answer to a single POST is built without reading them again."""
     docs = [item.doc for item in items if item.doc is not None]
     paths = ("createdBy", "organization", "images", "invoice")
-    bot_ids = _ids(docs, "bot")
+    bot_ids = populate.ref_ids(docs, "bot")
     found, bots, originals = await asyncio.gather(
         populate.lookups(docs, paths),
         Bot.find(scoped(Bot, {"_id": {"$in": bot_ids}})).to_list() if bot_ids else _none(),
-        missing_ids(BotRequest, _ids(docs, "originalRequest")),
+        missing_ids(BotRequest, populate.ref_ids(docs, "originalRequest")),
     )
     bots_by_id = {str(bot.id): bot for bot in bots}
     found["bot"] = {key: populate.bot_summary(bot) for key, bot in bots_by_id.items()}

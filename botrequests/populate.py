@@ -67,7 +67,8 @@ def parse_paths(raw: str | None) -> tuple[str, ...]:
     return wanted
 
 
-def _ids(docs: Iterable[BotRequest], path: str) -> list[PydanticObjectId]:
+def ref_ids(docs: Iterable[BotRequest], path: str) -> list[PydanticObjectId]:
+    """The distinct ids a page's requests name under `path` (a reference or a list)."""
     found: dict[PydanticObjectId, None] = {}
     for doc in docs:
         value = getattr(doc, path)
@@ -90,7 +91,7 @@ async def _fetch(path: str, ids: list[PydanticObjectId]) -> dict[str, dict[str, 
 async def lookups(docs: Sequence[BotRequest], paths: Sequence[str]) -> dict[str, dict]:
     """The referenced records of a page, per path, keyed by id string."""
     paths = [p for p in paths if p in _SOURCES]
-    results = await asyncio.gather(*(_fetch(p, _ids(docs, p)) for p in paths))
+    results = await asyncio.gather(*(_fetch(p, ref_ids(docs, p)) for p in paths))
     return dict(zip(paths, results, strict=True))
 
 

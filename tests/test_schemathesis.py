@@ -2,12 +2,8 @@
 `botrequests serve`: no server error, and every response conforms to the schema."""
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -18,35 +14,13 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.test_serve import FIXTURES, ROOT, free_port
+from tests.servers import FIXTURES, served
 
 
 @pytest.fixture(scope="module")
 def api_schema() -> Iterator:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "BOTREQUESTS_"))}
-    env["BOTREQUESTS_AUTH"] = "off"
-    env["LOG_LEVEL"] = "warning"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "botrequests", "serve", "--port", str(port), "--import"]
-        + [str(p) for p in sorted(FIXTURES.glob("*.json"))],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(f"{base}/healthz")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield schemathesis.openapi.from_url(f"{base}/openapi.json")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with served("--import", *map(str, sorted(FIXTURES.glob("*.json")))) as site:
+        yield schemathesis.openapi.from_url(f"{site.base}/openapi.json")
 
 
 CHECKS = [

@@ -2,9 +2,6 @@
 `botrequests serve` with access control on (the development key it prints)."""
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,7 +9,7 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
-from tests.test_serve import ROOT, free_port
+from tests.servers import served
 
 CHROMIUM = "/usr/bin/chromium"
 XSS = "<img src=x onerror=alert(1)>"
@@ -26,30 +23,10 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[dict]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "BOTREQUESTS_"))}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "botrequests", "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        key = None
-        deadline = time.monotonic() + 30
-        while key is None and time.monotonic() < deadline:
-            line = process.stdout.readline() if process.stdout else ""
-            if "API key br_" in line:
-                key = line.split("API key ")[1].split()[0]
-        assert key, "no development key printed"
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as api:
-            yield {"base": base, "key": key, **populate(api)}
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with served(auth=True) as server:
+        headers = {"Authorization": f"Bearer {server.key}"}
+        with httpx.Client(base_url=server.base, headers=headers) as api:
+            yield {"base": server.base, "key": server.key, **populate(api)}
 
 
 def populate(api: httpx.Client) -> dict:
