@@ -39,6 +39,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers if args.workers > 1 else None,
         log_level=settings.log_level,
         proxy_headers=True,
+        access_log=False,  # botrequests.access logs one structured line per request
     )
     return 0
 
