@@ -198,11 +198,11 @@ async def create_batch(bodies: list[Any], client_ip: str | None) -> dict[str, An
         if item.doc is not None and not item.errors and item.doc.requestKey not in existing
     ]
     await check([item for _, item in fresh], [[index] for index, _ in fresh])
-    to_insert = [item for _, item in fresh if not item.errors]
+    to_insert = [(index, item) for index, item in fresh if not item.errors]
     failed_keys = await _insert_many(to_insert)
     if failed_keys:
         existing |= await _existing_keys(failed_keys)
-    written = [item.doc for item in to_insert if not item.errors and item.doc]
+    written = [item.doc for _, item in to_insert if not item.errors and item.doc]
     await attach_followups(written)
     return _batch_answer(items, existing)
 
@@ -215,22 +215,26 @@ async def _existing_keys(keys: list[str]) -> dict[str, str]:
     return {row.requestKey: str(row.id) for row in rows}
 
 
-async def _insert_many(items: list[Item]) -> list[str]:
+async def _insert_many(items: list[tuple[int, Item]]) -> list[str]:
     """One unordered `insert_many`; an item whose `requestKey` was written meanwhile (a
     concurrent retry) is a duplicate-key error for that item alone. Returns those keys."""
     if not items:
         return []
     try:
-        await BotRequest.insert_many([item.doc for item in items], ordered=False)
+        await BotRequest.insert_many([item.doc for _, item in items], ordered=False)
     except BulkWriteError as exc:
         raced = []
         for error in exc.details.get("writeErrors", []):
-            item = items[error["index"]]
+            index, item = items[error["index"]]
             if error.get("code") == 11000 and item.doc and item.doc.requestKey:
                 raced.append(item.doc.requestKey)
-                item.errors.append({"loc": ["requestKey"], "msg": "duplicate", "type": "dup"})
+                # Answered "existing" when the key is this organization's (a racing
+                # retry); otherwise this error stands.
+                item.errors.append(
+                    {"loc": [index, "requestKey"], "msg": "requestKey already used", "type": "dup"}
+                )
             else:
-                item.errors.append(_error([], error.get("errmsg", "write failed")))
+                item.errors.append(_error([index], error.get("errmsg", "write failed")))
         return raced
     return []
 
@@ -248,12 +252,7 @@ def _batch_answer(items: list[Item], existing: dict[str, str]) -> dict[str, Any]
             counts["existing"] += 1
         elif item.errors or item.doc is None:
             errors = [
-                {
-                    "index": index,
-                    "field": ".".join(str(p) for p in e["loc"][1:]),
-                    "reason": e["msg"],
-                }
-                for e in item.errors
+                {"index": index, "field": _field(e["loc"]), "reason": e["msg"]} for e in item.errors
             ]
             out.append({"index": index, "status": "error", "errors": errors})
             counts["failed"] += 1
