@@ -128,6 +128,13 @@ def _check_bot(inputs: list[dict[str, Any]], template: str | None) -> None:
         raise InvalidInput.many([p.as_detail() for p in problems])
 
 
+async def list_bots(limit: int, after: str | None) -> tuple[list[Bot], bool]:
+    """A page of bots by slug (unique, so the last slug is the cursor); whether more."""
+    query = scoped(Bot, {"slug": {"$gt": after}} if after else {})
+    bots = await Bot.find(query).sort("slug").limit(limit + 1).to_list()
+    return bots[:limit], len(bots) > limit
+
+
 async def create_bot(body: BotCreate) -> Bot:
     _check_bot([i.model_dump() for i in body.inputs], body.promptTemplate)
     fields = owned(body.model_dump(exclude_unset=True, exclude={"inputs"}))

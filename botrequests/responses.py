@@ -123,6 +123,11 @@ class BotRequestPublic(BaseModel):
     id: str
 
 
+class BotPage(BaseModel):
+    items: list[BotPublic]
+    next: str | None = None
+
+
 class BotRequestPage(BaseModel):
     items: list[BotRequestPublic]
     next: str | None = None

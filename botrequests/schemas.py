@@ -134,9 +134,12 @@ class BotInputCreate(Body):
     options: Annotated[list[SafeJson], Field(max_length=1000)] | None = None
 
 
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,99}$"
+
+
 class BotCreate(Body):
     name: Name
-    slug: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")]
+    slug: Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
     creditCost: Count = 0
     inputs: Annotated[list[BotInputCreate], Field(max_length=200)] = []
     promptTemplate: LongText | None = None
@@ -145,7 +148,7 @@ class BotCreate(Body):
 
 class BotUpdate(Body):
     name: Name | None = None
-    slug: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")] | None = None
+    slug: Annotated[str, StringConstraints(pattern=SLUG_PATTERN)] | None = None
     creditCost: Count | None = None
     inputs: Annotated[list[BotInputCreate], Field(max_length=200)] | None = None
     promptTemplate: LongText | None = None

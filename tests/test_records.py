@@ -89,10 +89,17 @@ async def test_patch_bot_keeps_input_ids_and_moves_updated_at(client, raw):
     assert stored["__v"] == 0
 
 
-async def test_list_bots(client):
-    await seed_world(client)
-    body = (await client.get("/bots")).json()
-    assert [bot["slug"] for bot in body["items"]] == ["hellow_world_bot"]
+async def test_list_bots_pages_by_slug(client):
+    for slug in ("c", "a", "e", "b", "d"):
+        await post(client, "/bots", {"name": slug.upper(), "slug": slug})
+    first = (await client.get("/bots", params={"limit": 2})).json()
+    assert [bot["slug"] for bot in first["items"]] == ["a", "b"]
+    second = (await client.get("/bots", params={"limit": 2, "cursor": first["next"]})).json()
+    assert [bot["slug"] for bot in second["items"]] == ["c", "d"]
+    last = (await client.get("/bots", params={"limit": 2, "cursor": second["next"]})).json()
+    assert [bot["slug"] for bot in last["items"]] == ["e"]
+    assert last["next"] is None
+    assert (await client.get("/bots", params={"cursor": "$gt"})).status_code == 422
 
 
 async def test_health_and_ready(client):

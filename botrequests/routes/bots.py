@@ -5,11 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from botrequests import records
-from botrequests.auth import scoped
 from botrequests.deps import JSON, BotDep
-from botrequests.documents import Bot
-from botrequests.responses import BotPublic, PromptPreview
-from botrequests.schemas import BotCreate, BotUpdate
+from botrequests.responses import BotPage, BotPublic, PromptPreview
+from botrequests.schemas import SLUG_PATTERN, BotCreate, BotUpdate
 from botrequests.serialize import dump_bot
 
 router = APIRouter(prefix="/bots", tags=["bots"])
@@ -21,11 +19,14 @@ async def create_bot(body: BotCreate) -> JSON:
     return JSON(dump_bot(await records.create_bot(body)), status_code=201)
 
 
-@router.get("", response_model=dict[str, list[BotPublic] | None])
-async def list_bots(limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JSON:
-    """List bots, by slug."""
-    bots = await Bot.find(scoped(Bot, {})).sort("slug").limit(limit).to_list()
-    return JSON({"items": [dump_bot(bot) for bot in bots], "next": None})
+@router.get("", response_model=BotPage)
+async def list_bots(
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(pattern=SLUG_PATTERN, description="`next`")] = None,
+) -> JSON:
+    """List bots by slug; follow `next` for the following page."""
+    bots, more = await records.list_bots(limit, cursor)
+    return JSON({"items": [dump_bot(bot) for bot in bots], "next": bots[-1].slug if more else None})
 
 
 @router.get("/{id}", response_model=BotPublic)
