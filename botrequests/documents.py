@@ -109,10 +109,13 @@ class Invoice(StoredDocument):
 
 
 class BotRequest(StoredDocument):
+    # `bot` and `success` are required of every new request (schemas.BotRequestCreate);
+    # optional here so that a document another application wrote without them can still
+    # be read and served (the importer reports it).
     images: list[PydanticObjectId] | None = None
-    success: bool
+    success: bool | None = None
     relatedRequests: list[PydanticObjectId] | None = None
-    bot: PydanticObjectId
+    bot: PydanticObjectId | None = None
     createdBy: PydanticObjectId | None = None
     organization: PydanticObjectId | None = None
     inputs: dict[str, Any] | None = None

@@ -9,6 +9,7 @@ import logging
 from beanie.exceptions import CollectionWasNotInitialized
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
@@ -87,9 +88,23 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "database unavailable, try again shortly"}, status_code=503)
 
 
+async def _corrupt_document(request: Request, exc: Exception) -> JSONResponse:
+    # Request bodies are validated by FastAPI (RequestValidationError, a 422); a pydantic
+    # ValidationError reaching here comes from parsing a *stored* document another
+    # application wrote with a field of the wrong type. Say so plainly; `botrequests
+    # import` reports such documents by file and line.
+    assert isinstance(exc, ValidationError)
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    log.error("stored document does not match its schema: %s: %s", where, first["msg"])
+    detail = f"a stored document cannot be served: {where}: {first['msg']}"
+    return JSONResponse({"detail": detail}, status_code=500)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(DuplicateKeyError, _duplicate_key)
     app.add_exception_handler(ServerSelectionTimeoutError, _unavailable)
     app.add_exception_handler(ConnectionFailure, _unavailable)
     app.add_exception_handler(CollectionWasNotInitialized, _unavailable)
+    app.add_exception_handler(ValidationError, _corrupt_document)

@@ -37,6 +37,16 @@ REFERENCES: dict[str, dict[str, str]] = {
         "relatedRequests": "botrequests",
     },
 }
+# What the entity documents say is required (Mongoose's `required: true`): a document
+# without it is reported, even where the service can still serve what it has.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "organizations": ("name",),
+    "users": ("name",),
+    "bots": ("name", "slug"),
+    "files": ("fileName", "s3Key"),
+    "invoices": ("organization", "credits", "status"),
+    "botrequests": ("bot", "ip", "success", "response"),
+}
 _MODELS = {m.Settings.name: m for m in (User, Bot, File, Invoice, BotRequest)}
 
 
@@ -161,11 +171,18 @@ async def check(files: list[Loaded]) -> list[str]:
         refs = REFERENCES.get(loaded.collection, {})
         for line, doc in loaded.docs:
             where = f"{loaded.path}:{line}"
+            problems += [
+                f"{where}: {name}: required field missing"
+                for name in REQUIRED.get(loaded.collection, ())
+                if doc.get(name) is None
+            ]
             if model is not None:
                 try:
                     model.model_validate(doc)
                 except ValidationError as exc:
                     for error in exc.errors():
+                        if error["type"] == "missing":
+                            continue  # reported above
                         loc = ".".join(str(part) for part in error["loc"])
                         problems.append(f"{where}: {loc}: {error['msg']}")
             for name, target in refs.items():

@@ -211,13 +211,35 @@ async def test_import_existing_ids_skipped_unless_upsert(tmp_path, raw):
 async def test_import_reports_documents_the_service_cannot_serve(tmp_path):
     lines = [
         '{"success": true, "response": {}, "ip": "1.1.1.1"}',
-        '{"bot": "64880aac2f5e4553ddac6eaf", "success": true, "response": {}}',
-        '{"bot": {"$oid": "64880aac2f5e4553ddac6eaf"}, "success": true, "response": {}}',
+        '{"bot": "64880aac2f5e4553ddac6eaf", "success": true, "response": {}, "ip": "::1"}',
+        '{"bot": {"$oid": "64880aac2f5e4553ddac6eaf"}, "success": true, "response": {},'
+        ' "ip": "::1"}',
     ]
     path = write(tmp_path, "botrequests.json", "\n".join(lines) + "\n")
     report = await importer.load([path])
     assert report.files[0].inserted == 3
     problems = "\n".join(report.problems)
-    assert "botrequests.json:1: bot: Field required" in problems
+    assert "botrequests.json:1: bot: required field missing" in problems
     assert "botrequests.json:2: bot is not an ObjectId" in problems
     assert "botrequests.json:3: bot 64880aac2f5e4553ddac6eaf names no document in bots" in problems
+
+
+async def test_read_request_missing_required_fields_still_served(client, raw):
+    oid = ObjectId()
+    await raw.botrequests.insert_one({"_id": oid, "ip": "1.1.1.1", "response": {}, "__v": 0})
+    response = await client.get(f"/bot-requests/{oid}")
+    assert response.status_code == 200
+    assert response.json() == {"ip": "1.1.1.1", "response": {}, "id": str(oid)}
+    listed = (await client.get("/bot-requests", params={"populate": "none"})).json()
+    assert [item["id"] for item in listed["items"]] == [str(oid)]
+
+
+async def test_read_stored_document_of_wrong_type_answers_clear_json(client, raw):
+    oid = ObjectId()
+    await raw.botrequests.insert_one({"_id": oid, "bot": ObjectId(), "success": "maybe"})
+    response = await client.get(f"/bot-requests/{oid}")
+    assert response.status_code == 500
+    assert response.json() == {
+        "detail": "a stored document cannot be served: success: Input should be a valid boolean, "
+        "unable to interpret input"
+    }
