@@ -22,7 +22,7 @@ from beanie.operators import AddToSet, Set
 from pydantic import ValidationError
 from pymongo.errors import BulkWriteError
 
-from botrequests import populate, prompts
+from botrequests import db, populate, prompts
 from botrequests.auth import owned, scoped
 from botrequests.documents import Bot, BotRequest, File
 from botrequests.errors import InvalidInput
@@ -220,8 +220,14 @@ async def _insert_many(items: list[tuple[int, Item]]) -> list[str]:
     concurrent retry) is a duplicate-key error for that item alone. Returns those keys."""
     if not items:
         return []
+    # pydantic's own (compiled) dump of each document rather than Beanie's Python encoder:
+    # the same stored document (same keys, order and BSON types; tests/test_batch.py
+    # compares them) at half the cost, which is most of a batch's time per item.
+    stored = [
+        item.doc.model_dump(by_alias=True, exclude_none=True) for _, item in items if item.doc
+    ]
     try:
-        await BotRequest.insert_many([item.doc for _, item in items], ordered=False)
+        await db.insert_raw(BotRequest, stored)
     except BulkWriteError as exc:
         raced = []
         for error in exc.details.get("writeErrors", []):

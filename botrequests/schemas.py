@@ -178,7 +178,7 @@ class BotRequestCreate(Body):
 
 
 class BotRequestBatch(Body):
-    items: list[JsonValue] = Field(
+    items: list[Any] = Field(
         description="each item as the body of POST /bot-requests; checked one by one"
     )
 

@@ -131,3 +131,30 @@ async def test_batch_over_limit_413_and_empty_ok(client, raw):
     assert empty.json() == {"items": [], "created": 0, "existing": 0, "failed": 0}
     bad = await client.post("/bot-requests/batch", json=[item(world)])
     assert bad.status_code == 422
+
+
+async def test_batch_stores_the_same_document_as_a_single_post(client, raw):
+    world = await seed_world(client)
+    original = await record(client, world)
+    body = item(
+        world,
+        images=[world["image"]["id"]],
+        originalRequest=original["id"],
+        invoice=world["invoice"]["id"],
+        sessionKey="s",
+        isAggregation=False,
+        prompt="p",
+        requestKey="one",
+        response={"a": None, "b": [1, {"c": None}]},
+    )
+    single = (await client.post("/bot-requests", json=body)).json()
+    batched = (
+        await client.post("/bot-requests/batch", json={"items": [{**body, "requestKey": "two"}]})
+    ).json()["items"][0]
+    one = await raw.botrequests.find_one({"_id": ObjectId(single["id"])})
+    two = await raw.botrequests.find_one({"_id": ObjectId(batched["id"])})
+    assert list(one) == list(two)
+    for key in one:
+        if key not in ("_id", "createdAt", "updatedAt", "requestKey"):
+            assert one[key] == two[key], key
+        assert type(one[key]) is type(two[key]), key
