@@ -119,7 +119,3 @@ def owned(fields: dict[str, Any]) -> dict[str, Any]:
     said."""
     org = current_org.get()
     return fields if org is None else {**fields, "organization": org}
-
-
-def tenant() -> PydanticObjectId | None:
-    return current_org.get()

@@ -39,10 +39,6 @@ class NotFound(ServiceError):
     status_code = 404
 
 
-class Conflict(ServiceError):
-    status_code = 409
-
-
 class PayloadTooLarge(ServiceError):
     status_code = 413
 

@@ -57,10 +57,9 @@ async def seed_world(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
     return {"org": org, "user": user, "bot": bot, "image": image, "invoice": invoice}
 
 
-async def record(
-    client: httpx.AsyncClient, world: dict[str, dict[str, Any]], **extra: Any
-) -> dict[str, Any]:
-    body = {
+def request_body(world: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """A POST /bot-requests body naming the seed world's records."""
+    return {
         "bot": world["bot"]["id"],
         "createdBy": world["user"]["id"],
         "organization": world["org"]["id"],
@@ -70,4 +69,9 @@ async def record(
         "response": {"message": "Hellow word"},
         **extra,
     }
-    return await post(client, "/bot-requests", body)
+
+
+async def record(
+    client: httpx.AsyncClient, world: dict[str, dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
+    return await post(client, "/bot-requests", request_body(world, **extra))

@@ -5,20 +5,11 @@ import asyncio
 from bson import ObjectId
 
 from botrequests import db
-from tests.factories import record, seed_world
+from tests.factories import record, request_body, seed_world
 
 
 def item(world: dict, **extra) -> dict:
-    return {
-        "bot": world["bot"]["id"],
-        "createdBy": world["user"]["id"],
-        "organization": world["org"]["id"],
-        "inputs": {"color": "Green"},
-        "ip": "10.0.0.1",
-        "success": True,
-        "response": {"ok": True},
-        **extra,
-    }
+    return request_body(world, **{"response": {"ok": True}, **extra})
 
 
 async def test_batch_mixed_items_each_answered_bad_ones_not_written(client, raw):
