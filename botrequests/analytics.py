@@ -1,4 +1,5 @@
-"""Stats (one aggregation pipeline per call) and NDJSON export (constant memory)."""
+"""Stats (one aggregation pipeline, then one scoped query for the groups' names) and NDJSON
+export (constant memory)."""
 
 from collections.abc import AsyncIterator
 from typing import Any
@@ -6,6 +7,7 @@ from typing import Any
 import orjson
 
 from botrequests import db, populate
+from botrequests.auth import scoped
 from botrequests.botrequest_service import NEWEST_FIRST, after, filter_query
 from botrequests.documents import Bot, BotRequest, Organization, User
 from botrequests.schemas import BotRequestFilters
@@ -25,7 +27,7 @@ def stats_pipeline(filters: BotRequestFilters, group_by: str) -> list[dict[str, 
         if group_by == "day"
         else f"${group_by}"
     )
-    pipeline: list[dict[str, Any]] = [
+    return [
         {"$match": filter_query(filters)},
         {
             "$group": {
@@ -39,51 +41,44 @@ def stats_pipeline(filters: BotRequestFilters, group_by: str) -> list[dict[str, 
         },
         {"$sort": {"_id": 1} if group_by == "day" else {"requests": -1, "_id": 1}},
     ]
-    if group_by in _LOOKUPS:
-        model, fields = _LOOKUPS[group_by]
-        pipeline.append(
-            {
-                "$lookup": {
-                    "from": model.get_collection_name(),
-                    "localField": "_id",
-                    "foreignField": "_id",
-                    "as": "ref",
-                }
-            }
-        )
-        projection = {f"ref.{field}": 1 for field in fields}
-        pipeline.append(
-            {
-                "$project": {
-                    **projection,
-                    "ref._id": 1,
-                    **dict.fromkeys(("requests", "succeeded", "credits", "first", "last"), 1),
-                }
-            }
-        )
-    return pipeline
 
 
-def _group_key(group: dict[str, Any], group_by: str) -> Any:
-    key = group["_id"]
-    refs = group.get("ref") or []
+async def _group_names(group_by: str, keys: list[Any]) -> dict[Any, dict[str, Any]]:
+    """`{name, …, id}` of each group's record, read like any other read: scoped to the
+    caller's organization (a `$lookup` inside the pipeline would look across tenants, and
+    the embedded backend has no `$lookup` with a sub-pipeline to scope it)."""
+    if group_by not in _LOOKUPS:
+        return {}
+    model, fields = _LOOKUPS[group_by]
+    ids = [key for key in keys if key is not None]
+    if not ids:
+        return {}
+    projection = dict.fromkeys(fields, 1)
+    rows = await db.find_raw(
+        model, scoped(model, {"_id": {"$in": ids}}), projection, batch_size=len(ids)
+    )
+    return {
+        row["_id"]: {**{f: row[f] for f in fields if row.get(f) is not None}, "id": str(row["_id"])}
+        for row in rows
+    }
+
+
+def _group_key(key: Any, group_by: str, names: dict[Any, dict[str, Any]]) -> Any:
     if group_by in _LOOKUPS and key is not None:
-        if not refs:
-            return str(key)  # the record is gone: its id, as population does
-        _, fields = _LOOKUPS[group_by]
-        ref = refs[0]
-        return {**{f: ref[f] for f in fields if ref.get(f) is not None}, "id": str(key)}
+        # A record that is gone, or another organization's: its id, as population does.
+        return names.get(key, str(key))
     return plain(key)
 
 
 async def stats(filters: BotRequestFilters, group_by: str) -> dict[str, Any]:
     groups = await db.aggregate(BotRequest, stats_pipeline(filters, group_by))
+    names = await _group_names(group_by, [group["_id"] for group in groups])
     items = []
     for group in groups:
         requests, succeeded = group["requests"], group["succeeded"]
         items.append(
             {
-                group_by: _group_key(group, group_by),
+                group_by: _group_key(group["_id"], group_by, names),
                 "requests": requests,
                 "succeeded": succeeded,
                 "failed": requests - succeeded,

@@ -114,6 +114,21 @@ def visible(doc: dict[str, Any]) -> bool:
     return org is None or doc.get("organization") == org
 
 
+def may_change(record_org: PydanticObjectId | None, fields: dict[str, Any], what: str) -> None:
+    """403 unless the caller may change this record in this way: a key changes only its
+    own organization's records (shared ones, without an organization, need the admin
+    token: every tenant uses them), and never moves one to another organization."""
+    org = current_org.get()
+    if org is None:
+        return
+    if record_org is None:
+        raise Forbidden(
+            f"this {what} is shared by every organization: only the admin token may change it"
+        )
+    if "organization" in fields and fields["organization"] != org:
+        raise Forbidden(f"an API key cannot move a {what} to another organization")
+
+
 def owned(fields: dict[str, Any]) -> dict[str, Any]:
     """A record written under a key belongs to the key's organization, whatever the body
     said."""

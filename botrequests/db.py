@@ -14,7 +14,7 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import monitoring
 
 from botrequests.config import Settings
-from botrequests.documents import DOCUMENT_MODELS
+from botrequests.documents import DOCUMENT_MODELS, Bot, BotRequest
 
 log = logging.getLogger("botrequests.db")
 
@@ -98,13 +98,13 @@ def count_round_trips() -> Iterator[_RoundTrips]:
 def create_client(settings: Settings) -> Any:
     """A Motor client for `MONGODB_URI`, or the in-memory backend when it is unset."""
     if settings.embedded:
-        from mongomock_motor import AsyncMongoMockClient
+        from botrequests.embedded import EmbeddedClient
 
         log.warning(
             "MONGODB_URI is not set: using the embedded in-memory database; "
             "nothing is kept after exit"
         )
-        return AsyncMongoMockClient(tz_aware=True)
+        return EmbeddedClient(tz_aware=True)
     timeout = settings.mongodb_timeout_ms
     return AsyncIOMotorClient(
         settings.mongodb_uri,
@@ -118,7 +118,31 @@ def create_client(settings: Settings) -> Any:
 
 async def init_db(client: Any, settings: Settings) -> None:
     """Bind the Beanie documents to the database and create their indexes."""
-    await init_beanie(database=client[settings.mongodb_database], document_models=DOCUMENT_MODELS)
+    database = client[settings.mongodb_database]
+    await init_beanie(database=database, document_models=DOCUMENT_MODELS)
+    await _retire_global_unique_indexes(database)
+
+
+async def _retire_global_unique_indexes(database: Any) -> None:
+    """Uniqueness is per organization now (the per-organization indexes exist: init_beanie
+    made them first, so uniqueness is never off). `requestKey` is this service's own
+    field, so a global `requestKey_1` is this service's old index: dropped. A global
+    unique `slug_1` on `bots` may be the Mongoose application's own (`unique: true`):
+    never dropped, only reported, with what it costs."""
+    requests = database[BotRequest.get_collection_name()]
+    indexes = await requests.index_information()
+    if "requestKey_1" in indexes and indexes["requestKey_1"].get("unique"):
+        await requests.drop_index("requestKey_1")
+        log.info("dropped the old global unique index requestKey_1 (now per organization)")
+    bots = await database[Bot.get_collection_name()].index_information()
+    slug = bots.get("slug_1")
+    if slug and slug.get("unique"):
+        log.warning(
+            "bots has a unique index slug_1 over all organizations (made by this service "
+            "before 0.2, or by the Mongoose application): slugs stay unique across "
+            "organizations, and a 409 tells one organization that another uses a slug. "
+            "If nothing else needs it: db.bots.dropIndex('slug_1')"
+        )
 
 
 def close_client(client: Any) -> None:
@@ -136,6 +160,18 @@ def collection(model: type[Document]) -> Any:
 async def aggregate(model: type[Document], pipeline: Sequence[Mapping[str, Any]]) -> list[dict]:
     """Run an aggregation on a document's collection and return the raw documents."""
     cursor = collection(model).aggregate(list(pipeline))
+    return await cursor.to_list(length=None)
+
+
+async def find_raw(
+    model: type[Document],
+    query: Mapping[str, Any],
+    projection: Mapping[str, Any],
+    batch_size: int = 0,
+) -> list[dict]:
+    """Raw documents of a find with a projection. Callers that read every result ask
+    for it in one batch: a server otherwise sends 101 documents and the rest on getMore."""
+    cursor = collection(model).find(dict(query), dict(projection), batch_size=batch_size)
     return await cursor.to_list(length=None)
 
 

@@ -14,6 +14,8 @@ from beanie import Document, PydanticObjectId
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo import IndexModel
 
+REQUEST_KEY_INDEX = "organization_1_requestKey_1"
+
 
 class StoredDocument(Document):
     model_config = ConfigDict(extra="allow")
@@ -76,8 +78,14 @@ class Bot(StoredDocument):
     class Settings(StoredDocument.Settings):
         name = "bots"
         indexes = [
-            IndexModel([("slug", pymongo.ASCENDING)], unique=True),
-            IndexModel([("organization", pymongo.ASCENDING)]),
+            # Slugs are unique within an organization (shared bots, without one, among
+            # themselves): one tenant never learns another's slugs from a 409. The
+            # organization prefix also serves per-organization lookups.
+            IndexModel(
+                [("organization", pymongo.ASCENDING), ("slug", pymongo.ASCENDING)],
+                unique=True,
+                name="organization_1_slug_1",
+            ),
         ]
 
 
@@ -140,9 +148,16 @@ class BotRequest(StoredDocument):
         indexes = [
             IndexModel([("createdAt", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]),
             IndexModel([("updatedAt", pymongo.DESCENDING)]),
-            # A client's idempotency key: a retried write is stored once. Sparse, so the
-            # many requests without one do not collide on a missing key.
-            IndexModel([("requestKey", pymongo.ASCENDING)], unique=True, sparse=True),
+            # A client's idempotency key: a retried write is stored once. Unique within
+            # an organization (no tenant can learn or take another's keys), and only
+            # over requests that have one (a partial index: the many without do not
+            # collide).
+            IndexModel(
+                [("organization", pymongo.ASCENDING), ("requestKey", pymongo.ASCENDING)],
+                unique=True,
+                partialFilterExpression={"requestKey": {"$type": "string"}},
+                name=REQUEST_KEY_INDEX,
+            ),
             *(
                 IndexModel(
                     [

@@ -39,6 +39,16 @@ class NotFound(ServiceError):
     status_code = 404
 
 
+class Conflict(ServiceError):
+    """409; `existing` names the record that already holds the unique value."""
+
+    status_code = 409
+
+    def __init__(self, detail: object, existing: str | None = None) -> None:
+        super().__init__(detail)
+        self.existing = existing
+
+
 class PayloadTooLarge(ServiceError):
     status_code = 413
 
@@ -69,7 +79,10 @@ def not_found(what: str, identifier: object) -> NotFound:
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+    body: dict[str, object] = {"detail": exc.detail}
+    if isinstance(exc, Conflict) and exc.existing is not None:
+        body["existing"] = exc.existing
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 async def _duplicate_key(request: Request, exc: Exception) -> JSONResponse:

@@ -20,12 +20,12 @@ from typing import Any
 from beanie import PydanticObjectId
 from beanie.operators import AddToSet, Set
 from pydantic import ValidationError
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from botrequests import db, populate, prompts
 from botrequests.auth import owned, scoped
 from botrequests.documents import Bot, BotRequest, File
-from botrequests.errors import InvalidInput
+from botrequests.errors import Conflict, InvalidInput
 from botrequests.records import missing_ids
 from botrequests.schemas import BotRequestCreate
 from botrequests.serialize import dump
@@ -135,16 +135,24 @@ async def _none() -> list:
     return []
 
 
-async def attach_followups(docs: list[BotRequest]) -> None:
+async def attach_followups(docs: list[Any], only_missing: bool = False) -> None:
     """One atomic `$addToSet` per original (never read-modify-write), moving its
-    `updatedAt` as Mongoose's timestamps do on any update."""
+    `updatedAt` as Mongoose's timestamps do on any update. With `only_missing` (a retry
+    of requests already stored) an original that lists them all is left untouched."""
     by_original: dict[PydanticObjectId, list[PydanticObjectId]] = defaultdict(list)
     for doc in docs:
         if doc.originalRequest is not None:
             by_original[doc.originalRequest].append(doc.id)
+
+    def target(original: PydanticObjectId, followups: list[PydanticObjectId]) -> dict:
+        if not only_missing:
+            return {"_id": original}
+        # `{relatedRequests: {$ne: x}}` holds when the list lacks x: any one lacking.
+        return {"_id": original, "$or": [{"relatedRequests": {"$ne": f}} for f in followups]}
+
     await asyncio.gather(
         *(
-            BotRequest.find_one(BotRequest.id == original).update(
+            BotRequest.find_one(target(original, followups)).update(
                 AddToSet({BotRequest.relatedRequests: {"$each": followups}}),
                 Set({BotRequest.updatedAt: now()}),
             )
@@ -159,7 +167,21 @@ async def create(body: BotRequestCreate, client_ip: str | None) -> dict[str, Any
     found = await check([item], [["body"]]) if item.doc else {}
     if item.errors or item.doc is None:
         raise InvalidInput.many(item.errors)
-    await item.doc.insert()
+    try:
+        await item.doc.insert()
+    except DuplicateKeyError:
+        if item.doc.requestKey is None:
+            raise
+        # A retry of a request already recorded: finish what the first attempt may not
+        # have (its attachment to the original), then say which request it is.
+        stored = (await _existing([item.doc])).get(_key_of(item.doc))
+        if stored is None:
+            raise
+        await attach_followups([stored], only_missing=True)
+        raise Conflict(
+            f"requestKey {item.doc.requestKey!r} was already recorded as {stored.id}",
+            existing=str(stored.id),
+        ) from None
     await attach_followups([item.doc])
     return populate.apply(dump(item.doc), found)
 
@@ -183,11 +205,11 @@ async def create_batch(bodies: list[Any], client_ip: str | None) -> dict[str, An
             items.append(Item(None, errors))
             continue
         items.append(build(body, client_ip, [index]))
-    keys = [item.doc.requestKey for item in items if item.doc and item.doc.requestKey]
-    existing = await _existing_keys(keys)
-    seen_keys: set[str] = set()
+    keyed = [item.doc for item in items if item.doc and item.doc.requestKey]
+    existing = await _existing(keyed)
+    seen_keys: set[tuple] = set()
     for index, item in enumerate(items):
-        key = item.doc.requestKey if item.doc else None
+        key = _key_of(item.doc) if item.doc else None
         if key is not None and key in seen_keys and key not in existing:
             item.errors.append(_error([index, "requestKey"], "requestKey repeated in batch"))
         if key is not None:
@@ -195,29 +217,46 @@ async def create_batch(bodies: list[Any], client_ip: str | None) -> dict[str, An
     fresh = [
         (index, item)
         for index, item in enumerate(items)
-        if item.doc is not None and not item.errors and item.doc.requestKey not in existing
+        if item.doc is not None and not item.errors and _key_of(item.doc) not in existing
     ]
     await check([item for _, item in fresh], [[index] for index, _ in fresh])
     to_insert = [(index, item) for index, item in fresh if not item.errors]
-    failed_keys = await _insert_many(to_insert)
-    if failed_keys:
-        existing |= await _existing_keys(failed_keys)
+    raced = await _insert_many(to_insert)
+    if raced:
+        existing |= await _existing(raced)
     written = [item.doc for _, item in to_insert if not item.errors and item.doc]
-    await attach_followups(written)
+    # Items answered "existing" are finished exactly as created ones: a first attempt
+    # that stored them but died (or timed out) before attaching them gets that done now.
+    await asyncio.gather(
+        attach_followups(written), attach_followups(list(existing.values()), only_missing=True)
+    )
     return _batch_answer(items, existing)
 
 
-async def _existing_keys(keys: list[str]) -> dict[str, str]:
-    if not keys:
+def _key_of(doc: BotRequest) -> tuple | None:
+    """A request's idempotency key: unique within its organization."""
+    return None if doc.requestKey is None else (doc.organization, doc.requestKey)
+
+
+async def _existing(docs: list[BotRequest]) -> dict[tuple, "_Stored"]:
+    """The stored requests that hold the keys of `docs` (one query), by key."""
+    wanted: dict[Any, set[str]] = defaultdict(set)
+    for doc in docs:
+        if doc.requestKey is not None:
+            wanted[doc.organization].add(doc.requestKey)
+    if not wanted:
         return {}
-    query = scoped(BotRequest, {"requestKey": {"$in": keys}})
-    rows = await BotRequest.find(query).project(_KeyOnly).to_list()
-    return {row.requestKey: str(row.id) for row in rows}
+    clauses = [
+        {"organization": org, "requestKey": {"$in": sorted(keys)}} for org, keys in wanted.items()
+    ]
+    query = scoped(BotRequest, clauses[0] if len(clauses) == 1 else {"$or": clauses})
+    rows = await BotRequest.find(query).project(_Stored).to_list()
+    return {(row.organization, row.requestKey): row for row in rows}
 
 
-async def _insert_many(items: list[tuple[int, Item]]) -> list[str]:
+async def _insert_many(items: list[tuple[int, Item]]) -> list[BotRequest]:
     """One unordered `insert_many`; an item whose `requestKey` was written meanwhile (a
-    concurrent retry) is a duplicate-key error for that item alone. Returns those keys."""
+    concurrent retry) is a duplicate-key error for that item alone. Returns those."""
     if not items:
         return []
     # pydantic's own (compiled) dump of each document rather than Beanie's Python encoder:
@@ -233,7 +272,7 @@ async def _insert_many(items: list[tuple[int, Item]]) -> list[str]:
         for error in exc.details.get("writeErrors", []):
             index, item = items[error["index"]]
             if error.get("code") == 11000 and item.doc and item.doc.requestKey:
-                raced.append(item.doc.requestKey)
+                raced.append(item.doc)
                 # Answered "existing" when the key is this organization's (a racing
                 # retry); otherwise this error stands.
                 item.errors.append(
@@ -245,16 +284,16 @@ async def _insert_many(items: list[tuple[int, Item]]) -> list[str]:
     return []
 
 
-def _batch_answer(items: list[Item], existing: dict[str, str]) -> dict[str, Any]:
+def _batch_answer(items: list[Item], existing: dict[tuple, "_Stored"]) -> dict[str, Any]:
     out, counts = [], {"created": 0, "existing": 0, "failed": 0}
     for index, item in enumerate(items):
-        key = item.doc.requestKey if item.doc else None
+        key = _key_of(item.doc) if item.doc else None
         if (
             key is not None
             and key in existing
             and (not item.errors or item.errors[0].get("type") == "dup")
         ):
-            out.append({"index": index, "status": "existing", "id": existing[key]})
+            out.append({"index": index, "status": "existing", "id": str(existing[key].id)})
             counts["existing"] += 1
         elif item.errors or item.doc is None:
             errors = [
@@ -273,5 +312,9 @@ def _field(loc: list) -> str:
     return ".".join(str(part) for part in loc[1:])
 
 
-class _KeyOnly(populate.Projection):
+class _Stored(populate.Projection):
+    """What a retry needs of a stored request: its id, key and original."""
+
+    organization: PydanticObjectId | None = None
     requestKey: str
+    originalRequest: PydanticObjectId | None = None

@@ -1,9 +1,7 @@
 """ASGI middleware: one structured log line per request with an `X-Request-ID`, and the
-limits every body meets before FastAPI parses it (size → 413, JSON nesting → 422).
-
-The nesting check runs before `json.loads`, whose recursion a hostile body of a million
-`[` would otherwise exhaust (a 500). Strings are stripped first, so brackets inside them
-do not count.
+limits every body meets before FastAPI parses it (size → 413; JSON nesting, non-finite or
+out-of-range numbers and lone surrogates → 422 naming the field). The checks themselves
+are in `bodyguard.py`, each linear in the body's size.
 """
 
 import json
@@ -13,23 +11,11 @@ import time
 import uuid
 from typing import Any
 
+from botrequests import bodyguard
+
 log = logging.getLogger("botrequests.access")
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(rb"[\[\]{}]")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-
-
-def json_depth_exceeds(body: bytes, limit: int) -> bool:
-    depth = 0
-    for match in _BRACKET.finditer(_STRING.sub(b'""', body)):
-        if match.group() in (b"[", b"{"):
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
 
 
 async def _send_json(send: Any, status: int, detail: Any, headers: list) -> None:
@@ -119,14 +105,15 @@ class Guard:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        if json_depth_exceeds(body, self.max_json_depth):
-            detail = [
-                {
-                    "loc": ["body"],
-                    "msg": f"JSON nested deeper than {self.max_json_depth} levels",
-                    "type": "value_error",
-                }
-            ]
+        stripped = bodyguard.strip_strings(body)
+        problem: tuple[list, str] | None = None
+        if bodyguard.depth_exceeds(stripped, self.max_json_depth):
+            problem = ([], f"JSON nested deeper than {self.max_json_depth} levels")
+        else:
+            problem = bodyguard.unstorable(body, stripped)
+        if problem is not None:
+            path, msg = problem
+            detail = [{"loc": ["body", *path], "msg": msg, "type": "value_error"}]
             await _send_json(send, 422, detail, [])
             return None
         sent = False

@@ -8,7 +8,7 @@ from bson import ObjectId
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from botrequests import prompts
-from botrequests.auth import owned, scoped
+from botrequests.auth import may_change, owned, scoped
 from botrequests.documents import Bot, File, Invoice, Organization, User
 from botrequests.errors import InvalidInput, not_found
 from botrequests.schemas import (
@@ -128,10 +128,22 @@ def _check_bot(inputs: list[dict[str, Any]], template: str | None) -> None:
         raise InvalidInput.many([p.as_detail() for p in problems])
 
 
+def bot_cursor(bot: Bot) -> str:
+    # A slug is unique within an organization only (a tenant also sees the shared bots),
+    # so the cursor is the last (slug, id).
+    return f"{bot.slug}.{bot.id}"
+
+
 async def list_bots(limit: int, after: str | None) -> tuple[list[Bot], bool]:
-    """A page of bots by slug (unique, so the last slug is the cursor); whether more."""
-    query = scoped(Bot, {"slug": {"$gt": after}} if after else {})
-    bots = await Bot.find(query).sort("slug").limit(limit + 1).to_list()
+    """A page of bots by slug, then id (`after`: a `bot_cursor`); whether more."""
+    query: dict[str, Any] = {}
+    if after:
+        slug, last_id = after.rsplit(".", 1)
+        query = {
+            "$or": [{"slug": {"$gt": slug}}, {"slug": slug, "_id": {"$gt": ObjectId(last_id)}}]
+        }
+    found = Bot.find(scoped(Bot, query)).sort([("slug", 1), ("_id", 1)])
+    bots = await found.limit(limit + 1).to_list()
     return bots[:limit], len(bots) > limit
 
 
@@ -147,10 +159,9 @@ async def create_bot(body: BotCreate) -> Bot:
 
 async def update_bot(bot: Bot, body: BotUpdate) -> Bot:
     changes = body.model_dump(exclude_unset=True)
+    may_change(bot.organization, changes, "bot")
     if not changes:
         return bot
-    if "organization" in changes:
-        changes = owned(changes)
     for required in ("name", "slug", "creditCost", "inputs"):
         if required in changes and changes[required] is None:
             raise InvalidInput(["body", required], "may not be null")

@@ -6,25 +6,29 @@ describe those dicts for `/docs`, clients and the schemathesis checks.
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel, Field, JsonValue
 
 
 class ErrorBody(BaseModel):
     """Every error: a message, or FastAPI's list of `{loc, msg, type}` for a 422."""
 
     detail: str | list[dict[str, JsonValue]]
+    existing: str | None = Field(
+        default=None, description="409 on a requestKey: the id of the request that holds it"
+    )
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in {
         401: "missing, unknown or revoked API key",
-        403: "needs the admin token",
+        403: "not allowed with this key (the admin token, or another scope, is needed)",
         404: "no such record (or another organization's)",
-        409: "conflict: a duplicate slug or requestKey",
+        409: "conflict: a duplicate slug or requestKey (`existing` names the request)",
         413: "body over MAX_BODY_BYTES, or a batch over BATCH_MAX_ITEMS",
         422: "invalid body, query or id, or a reference to nothing",
         503: "database unavailable",
+        504: "the database did not answer in time (QUERY_TIMEOUT_MS)",
     }.items()
 }
 

@@ -194,7 +194,10 @@ class BotRequestUpdate(Body):
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is before the first representable UTC
+        raise ValueError("date out of range (years 1 to 9999 in UTC)") from None
 
 
 Instant = Annotated[datetime, AfterValidator(_utc)]

@@ -147,7 +147,7 @@ async def test_access_request_recorded_for_keys_organization_whatever_body_says(
         },
         headers=b["headers"],
     )
-    assert response.status_code == 201
+    assert response.status_code == 201, response.text
     assert response.json()["organization"]["id"] == b["org"]["id"]
     batch = await client.post(
         "/bot-requests/batch",

@@ -10,6 +10,8 @@ from botrequests.responses import BotPage, BotPublic, PromptPreview
 from botrequests.schemas import SLUG_PATTERN, BotCreate, BotUpdate
 from botrequests.serialize import dump_bot
 
+BOT_CURSOR_PATTERN = SLUG_PATTERN.removesuffix("$") + r"\.[0-9a-f]{24}$"
+
 router = APIRouter(prefix="/bots", tags=["bots"])
 
 
@@ -22,11 +24,12 @@ async def create_bot(body: BotCreate) -> JSON:
 @router.get("", response_model=BotPage)
 async def list_bots(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(pattern=SLUG_PATTERN, description="`next`")] = None,
+    cursor: Annotated[str | None, Query(pattern=BOT_CURSOR_PATTERN, description="`next`")] = None,
 ) -> JSON:
     """List bots by slug; follow `next` for the following page."""
     bots, more = await records.list_bots(limit, cursor)
-    return JSON({"items": [dump_bot(bot) for bot in bots], "next": bots[-1].slug if more else None})
+    next_page = records.bot_cursor(bots[-1]) if more else None
+    return JSON({"items": [dump_bot(bot) for bot in bots], "next": next_page})
 
 
 @router.get("/{id}", response_model=BotPublic)

@@ -1,0 +1,215 @@
+"""The embedded backend: mongomock behind Motor's interface, run off the event loop.
+
+mongomock-motor calls mongomock synchronously inside the event loop, so one slow query
+(mongomock has no indexes: a thread lookup on a chain of 1 000 took 15 s) stopped every
+other caller, `/healthz` included. Here every call that touches the data runs in one
+worker thread, one at a time (mongomock is not thread-safe): a slow query delays other
+database calls, never the loop, so health checks and requests that need no database
+answer at once.
+
+It also makes partial unique indexes work: mongomock's `create_indexes` drops an index's
+`partialFilterExpression` (the per-organization `requestKey` index would then collide on
+every request without a key), and its uniqueness check scans the whole collection for
+documents such an index does not even hold. Part of the database layer: with `db.py`,
+the only module that knows the driver.
+"""
+
+import asyncio
+import functools
+import itertools
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from mongomock.filtering import filter_applies
+from mongomock.helpers import get_value_by_dot
+from mongomock_motor import (
+    AsyncCursor,
+    AsyncLatentCommandCursor,
+    AsyncMongoMockClient,
+    AsyncMongoMockCollection,
+    AsyncMongoMockDatabase,
+)
+from pymongo.errors import DuplicateKeyError
+
+_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-db")
+_DONE = object()
+
+# mongomock-motor's async collection methods: each touches the data.
+_ASYNC_METHODS = (
+    "bulk_write",
+    "count_documents",
+    "create_index",
+    "delete_many",
+    "delete_one",
+    "distinct",
+    "drop",
+    "drop_index",
+    "drop_indexes",
+    "estimated_document_count",
+    "find_one",
+    "find_one_and_delete",
+    "find_one_and_replace",
+    "find_one_and_update",
+    "index_information",
+    "insert_many",
+    "insert_one",
+    "replace_one",
+    "update_many",
+    "update_one",
+)
+
+
+async def run(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run `function` in the embedded database's worker thread."""
+    call = functools.partial(function, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_WORKER, call)
+
+
+def _private(wrapper: Any, owner: str, name: str) -> Any:
+    # mongomock-motor keeps the wrapped object in a name-mangled attribute.
+    return wrapper.__dict__[f"_{owner}__{name}"]
+
+
+class _Cursor(AsyncCursor):
+    """A find cursor whose results are computed in the worker thread."""
+
+    def _sync(self) -> Any:
+        return _private(self, "AsyncCursor", "cursor")
+
+    async def to_list(self, *args: Any, **kwargs: Any) -> list:
+        return await run(list, self._sync())
+
+    async def next(self) -> Any:
+        item = await run(next, self._sync(), _DONE)
+        if item is _DONE:
+            raise StopAsyncIteration
+        return item
+
+    __anext__ = next
+
+    def clone(self) -> "_Cursor":
+        return _Cursor(self._sync().clone())
+
+
+class _LatentAggregation(AsyncLatentCommandCursor):
+    """mongomock runs a pipeline when `aggregate` is called; this defers it to the first
+    read, in the worker thread."""
+
+    def __init__(self, start: Callable[[], Any]) -> None:
+        super().__init__(None)
+        self._start = start
+        self._results: deque | None = None
+
+    async def _all(self) -> deque:
+        if self._results is None:
+            self._results = deque(await run(lambda: list(self._start())))
+        return self._results
+
+    async def to_list(self, *args: Any, **kwargs: Any) -> list:
+        results = list(await self._all())
+        self._results = deque()
+        return results
+
+    async def next(self) -> Any:
+        results = await self._all()
+        if not results:
+            raise StopAsyncIteration
+        return results.popleft()
+
+    __anext__ = next
+
+
+def _off_loop(name: str) -> Callable[..., Any]:
+    async def method(self: "_Collection", *args: Any, **kwargs: Any) -> Any:
+        return await run(getattr(self._sync(), name), *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+def _partial_aware_uniques(collection: Any) -> None:
+    """mongomock checks a unique index with a `partialFilterExpression` by scanning the
+    collection on every insert, even for a document the filter leaves out of the index,
+    which made each insert O(collection). Check only documents the index holds."""
+    if getattr(collection, "_partial_aware_uniques", False):
+        return
+
+    def ensure_uniques(new_data: dict) -> None:
+        for index in collection._store.indexes.values():
+            if not index.get("unique"):
+                continue
+            partial = index.get("partialFilterExpression")
+            if partial is not None and not filter_applies(partial, new_data):
+                continue
+            values = {}
+            for key, _ in index["key"]:
+                try:
+                    values[key] = get_value_by_dot(new_data, key)
+                except KeyError:
+                    values[key] = None
+            if index.get("sparse") and set(values.values()) == {None}:
+                continue
+            query = values if partial is None else {"$and": [partial, values]}
+            if len(list(itertools.islice(collection._iter_documents(query), 2))) > 1:
+                raise DuplicateKeyError(
+                    "E11000 duplicate key error",
+                    11000,
+                    {"keyPattern": dict(index["key"]), "keyValue": values},
+                )
+
+    collection._ensure_uniques = ensure_uniques
+    collection._partial_aware_uniques = True
+
+
+class _Collection(AsyncMongoMockCollection):
+    def __init__(self, database: Any, collection: Any) -> None:
+        super().__init__(database, collection)
+        _partial_aware_uniques(collection)
+
+    def _sync(self) -> Any:
+        return _private(self, "AsyncMongoMockCollection", "collection")
+
+    def find(self, *args: Any, **kwargs: Any) -> _Cursor:
+        return _Cursor(self._sync().find(*args, **kwargs))
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> _LatentAggregation:
+        return _LatentAggregation(functools.partial(self._sync().aggregate, *args, **kwargs))
+
+    async def create_indexes(self, indexes: list[Any], *args: Any, **kwargs: Any) -> list[str]:
+        """Every option of each `IndexModel` reaches mongomock (its own `create_indexes`
+        drops `partialFilterExpression`)."""
+
+        def create() -> list[str]:
+            names = []
+            for index in indexes:
+                options = {k: v for k, v in index.document.items() if k != "key"}
+                names.append(
+                    self._sync().create_index(list(index.document["key"].items()), **options)
+                )
+            return names
+
+        return await run(create)
+
+
+for _name in _ASYNC_METHODS:
+    setattr(_Collection, _name, _off_loop(_name))
+
+
+class _Database(AsyncMongoMockDatabase):
+    def get_collection(self, *args: Any, **kwargs: Any) -> _Collection:
+        sync = _private(self, "AsyncMongoMockDatabase", "database")
+        return _Collection(self, sync.get_collection(*args, **kwargs))
+
+
+class EmbeddedClient(AsyncMongoMockClient):
+    """An in-memory MongoDB with Motor's interface, queried off the event loop."""
+
+    def get_database(self, *args: Any, **kwargs: Any) -> _Database:
+        sync = _private(self, "AsyncMongoMockClient", "client")
+        return _Database(
+            self,
+            sync.get_database(*args, **kwargs),
+            mock_build_info=_private(self, "AsyncMongoMockClient", "build_info"),
+        )
