@@ -6,7 +6,10 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pymongo.errors import PyMongoError
 
 from botrequests.config import Settings
 
@@ -113,9 +116,7 @@ async def _create_api_key(organization: str) -> int:
 
 
 async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
-
-    from botrequests import db, importer, threads
+    from botrequests import db
 
     if settings.embedded:
         print(
@@ -126,26 +127,59 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
         )
     client = db.create_client(settings)
     try:
-        await db.init_db(client, settings)
-        if args.command == "import":
-            try:
-                report = await importer.load(
-                    [Path(p) for p in args.paths], args.collection, args.upsert
-                )
-            except importer.ImportFileError as exc:
-                print(f"botrequests import: {exc}", file=sys.stderr)
-                return 1
-            print("\n".join(report.lines()))
-            return 0
-        if args.command == "create-api-key":
-            return await _create_api_key(args.organization)
-        repairs = await threads.repair_related_requests()
-        for repair in repairs:
-            print(
-                f"{repair.id}: added {repair.added}, removed {repair.removed}, "
-                f"deduplicated {repair.deduplicated}"
-            )
-        print(f"{len(repairs)} request(s) repaired")
-        return 0
+        return await _run_command(args, settings, client)
+    except PyMongoError as exc:
+        # One line, never a traceback: what failed and that a re-run is safe.
+        reason = str(exc).splitlines()[0][:300] if str(exc) else ""
+        print(
+            f"botrequests {args.command}: database error: {type(exc).__name__}: {reason} "
+            "(nothing half-done is lost: the command is safe to re-run)",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         db.close_client(client)
+
+
+def _progress(command: str) -> Callable[[int, int, int], None]:
+    """Progress on stderr: one line rewritten on a terminal, else a line now and then."""
+    tty = sys.stderr.isatty()
+    calls = 0
+
+    def show(done: int, total: int, changed: int) -> None:
+        nonlocal calls
+        calls += 1
+        line = f"{command}: checked {done} of {total} requests, {changed} repaired"
+        if tty:
+            print(f"\r{line}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+        elif calls % 20 == 1 or done >= total:
+            print(line, file=sys.stderr, flush=True)
+
+    return show
+
+
+async def _run_command(args: argparse.Namespace, settings: Settings, client: Any) -> int:
+    from pathlib import Path
+
+    from botrequests import db, importer, threads
+
+    await db.init_db(client, settings)
+    if args.command == "import":
+        try:
+            paths = [Path(p) for p in args.paths]
+            report = await importer.load(paths, args.collection, args.upsert)
+        except importer.ImportFileError as exc:
+            print(f"botrequests import: {exc}", file=sys.stderr)
+            return 1
+        print("\n".join(report.lines()))
+        return 0
+    if args.command == "create-api-key":
+        return await _create_api_key(args.organization)
+    repairs = await threads.repair_related_requests(_progress("repair-threads"))
+    for repair in repairs:
+        print(
+            f"{repair.id}: added {repair.added}, removed {repair.removed}, "
+            f"deduplicated {repair.deduplicated}"
+        )
+    print(f"{len(repairs)} request(s) repaired")
+    return 0

@@ -11,7 +11,7 @@ from typing import Any
 
 from beanie import Document, init_beanie
 from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import monitoring
+from pymongo import monitoring, uri_parser
 
 from botrequests.config import Settings
 from botrequests.documents import DOCUMENT_MODELS, Bot, BotRequest
@@ -105,15 +105,27 @@ def create_client(settings: Settings) -> Any:
             "nothing is kept after exit"
         )
         return EmbeddedClient(tz_aware=True)
-    timeout = settings.mongodb_timeout_ms
     return AsyncIOMotorClient(
         settings.mongodb_uri,
         tz_aware=True,
-        serverSelectionTimeoutMS=timeout,
-        connectTimeoutMS=timeout,
-        socketTimeoutMS=max(timeout * 5, 10_000),
         event_listeners=[_listener],
+        **client_defaults(settings),
     )
+
+
+def client_defaults(settings: Settings) -> dict[str, Any]:
+    """The service's timeouts, for what `MONGODB_URI` leaves out: an option given in the
+    URI wins (a keyword argument would override it)."""
+    timeout = settings.mongodb_timeout_ms
+    defaults = {
+        "serverSelectionTimeoutMS": timeout,
+        "connectTimeoutMS": timeout,
+        "socketTimeoutMS": max(timeout * 5, 10_000),
+    }
+    query = settings.mongodb_uri.partition("?")[2]
+    # split_options reads the query string only (parse_uri would resolve mongodb+srv).
+    given = set(uri_parser.split_options(query)) if query else set()
+    return {name: value for name, value in defaults.items() if name.lower() not in given}
 
 
 async def init_db(client: Any, settings: Settings) -> None:
@@ -168,11 +180,19 @@ async def find_raw(
     query: Mapping[str, Any],
     projection: Mapping[str, Any],
     batch_size: int = 0,
+    sort: list[tuple[str, int]] | None = None,
+    limit: int = 0,
 ) -> list[dict]:
     """Raw documents of a find with a projection. Callers that read every result ask
     for it in one batch: a server otherwise sends 101 documents and the rest on getMore."""
-    cursor = collection(model).find(dict(query), dict(projection), batch_size=batch_size)
+    cursor = collection(model).find(
+        dict(query), dict(projection), batch_size=batch_size, sort=sort, limit=limit
+    )
     return await cursor.to_list(length=None)
+
+
+async def count(model: type[Document], query: Mapping[str, Any]) -> int:
+    return await collection(model).count_documents(dict(query))
 
 
 async def insert_raw(model: type[Document], docs: list[dict]) -> list[Any]:

@@ -11,6 +11,8 @@ the answer says `"cycle": true`. A parent that does not exist makes the topmost 
 reached the root. Past the depth cap the answer is cut and says `"truncated": true`.
 """
 
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -182,55 +184,70 @@ class Repair:
     deduplicated: list[str]
 
 
-async def repair_related_requests() -> list[Repair]:
+REPAIR_BATCH = 500
+
+
+async def repair_related_requests(
+    progress: Callable[[int, int, int], None] | None = None, batch: int = REPAIR_BATCH
+) -> list[Repair]:
     """Rebuild every `relatedRequests` from the `originalRequest`s that point at it.
 
-    Idempotent. Uses `$addToSet` / `$pull` of the differences only, so a follow-up attached
-    while the repair runs is never lost (a whole-list `$set` could drop it).
+    Works through the collection in `_id` order, `batch` requests at a time: two bounded
+    queries per batch (the requests, then their follow-ups through the `originalRequest`
+    index), then an update for each request whose list differs. `progress(checked, total,
+    repaired)` is called after each batch. Idempotent, and safe to stop and re-run.
+    Uses `$addToSet` / `$pull` of the differences only, so a follow-up attached while the
+    repair runs is never lost (a whole-list `$set` could drop it).
     """
-    groups = await db.aggregate(
-        BotRequest,
-        [
-            {"$match": {"originalRequest": {"$ne": None}}},
-            {"$group": {"_id": "$originalRequest", "children": {"$addToSet": "$_id"}}},
-        ],
-    )
-    children = {group["_id"]: set(group["children"]) for group in groups}
-    holders = await db.aggregate(
-        BotRequest,
-        [
-            {
-                "$match": {
-                    "$or": [
-                        {"_id": {"$in": list(children)}},
-                        {"relatedRequests.0": {"$exists": True}},
-                    ]
-                }
-            },
-            {"$project": {"relatedRequests": 1}},
-        ],
-    )
-    repairs = []
-    for holder in holders:
-        listed = list(holder.get("relatedRequests") or [])
-        want = children.get(holder["_id"], set())
-        removed = sorted({item for item in listed if item not in want}, key=str)
-        duplicated = sorted({item for item in listed if listed.count(item) > 1}, key=str)
-        added = sorted(want - set(listed), key=str)
-        if not (removed or duplicated or added):
-            continue
-        query = BotRequest.find_one(BotRequest.id == holder["_id"])
-        if removed or duplicated:
-            # `$pull` takes every copy of a duplicate; `$addToSet` below puts one back.
-            await query.update(Pull({"relatedRequests": {"$in": removed + duplicated}}))
-        if added or duplicated:
-            await query.update(AddToSet({"relatedRequests": {"$each": added + duplicated}}))
-        repairs.append(
-            Repair(
-                str(holder["_id"]),
-                [str(i) for i in added],
-                [str(i) for i in removed],
-                [str(i) for i in duplicated],
-            )
+    total = await db.count(BotRequest, {})
+    repairs: list[Repair] = []
+    checked, last_id = 0, None
+    while True:
+        holders = await db.find_raw(
+            BotRequest,
+            {"_id": {"$gt": last_id}} if last_id is not None else {},
+            {"relatedRequests": 1},
+            sort=[("_id", 1)],
+            limit=batch,
+            batch_size=batch,
         )
+        if not holders:
+            break
+        ids = [holder["_id"] for holder in holders]
+        children: dict[Any, set] = defaultdict(set)
+        for child in await db.find_raw(
+            BotRequest, {"originalRequest": {"$in": ids}}, {"originalRequest": 1}
+        ):
+            children[child["originalRequest"]].add(child["_id"])
+        for holder in holders:
+            repair = await _repair_one(holder, children.get(holder["_id"], set()))
+            if repair is not None:
+                repairs.append(repair)
+        checked, last_id = checked + len(holders), ids[-1]
+        if progress is not None:
+            progress(checked, max(total, checked), len(repairs))
+        if len(holders) < batch:
+            break
     return repairs
+
+
+async def _repair_one(holder: dict[str, Any], want: set) -> Repair | None:
+    listed = list(holder.get("relatedRequests") or [])
+    counts = Counter(listed)
+    removed = sorted({item for item in counts if item not in want}, key=str)
+    duplicated = sorted({item for item, n in counts.items() if n > 1 and item in want}, key=str)
+    added = sorted(want - set(counts), key=str)
+    if not (removed or duplicated or added):
+        return None
+    query = BotRequest.find_one(BotRequest.id == holder["_id"])
+    if removed or duplicated:
+        # `$pull` takes every copy of a duplicate; `$addToSet` below puts one back.
+        await query.update(Pull({"relatedRequests": {"$in": removed + duplicated}}))
+    if added or duplicated:
+        await query.update(AddToSet({"relatedRequests": {"$each": added + duplicated}}))
+    return Repair(
+        str(holder["_id"]),
+        [str(i) for i in added],
+        [str(i) for i in removed],
+        [str(i) for i in duplicated],
+    )
