@@ -103,7 +103,8 @@ async def export_batches(
     query = filter_query(filters)
 
     async def batch(find: dict[str, Any]) -> list[BotRequest]:
-        return await BotRequest.find(find).sort(NEWEST_FIRST).limit(EXPORT_BATCH).to_list()
+        found = BotRequest.find(find, max_time_ms=db.query_timeout_ms())
+        return await found.sort(NEWEST_FIRST).limit(EXPORT_BATCH).to_list()
 
     docs = await batch(query)
 

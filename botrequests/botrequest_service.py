@@ -11,7 +11,7 @@ from beanie.operators import Set, Unset
 from bson import ObjectId
 from bson.errors import InvalidId
 
-from botrequests import populate
+from botrequests import db, populate
 from botrequests.auth import scoped
 from botrequests.documents import BotRequest
 from botrequests.errors import InvalidInput
@@ -145,7 +145,8 @@ async def page(
     client pages through land before its cursor, so every request is visited once."""
     query = filter_query(filters)
     find = after(query, *decode_cursor(cursor, query)) if cursor else query
-    docs = await BotRequest.find(find).sort(NEWEST_FIRST).limit(limit + 1).to_list()
+    found = BotRequest.find(find, max_time_ms=db.query_timeout_ms())
+    docs = await found.sort(NEWEST_FIRST).limit(limit + 1).to_list()
     more = len(docs) > limit
     docs = docs[:limit]
     items = await populate.populate(docs, paths)

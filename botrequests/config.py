@@ -17,6 +17,12 @@ class Settings(BaseSettings):
 
     # The thread lookup stops this many levels above or below a request.
     thread_max_depth: int = Field(default=1000, ge=1, le=100_000)
+    # Most requests one thread answer carries (`?limit=` may ask for fewer); `next`
+    # continues. Bounds the answer's size and the work of serving it.
+    thread_max_members: int = Field(default=1000, ge=1, le=10_000)
+    # A query the server has not finished in this time is stopped there (maxTimeMS) and
+    # answered 504: a slow query is not an outage. Below the socket timeout on purpose.
+    query_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
     page_default_limit: int = Field(default=50, ge=1, le=500)
     # Most items one POST /bot-requests/batch may carry (more: 413).
     batch_max_items: int = Field(default=1000, ge=1, le=100_000)

@@ -120,7 +120,9 @@ def client_defaults(settings: Settings) -> dict[str, Any]:
     defaults = {
         "serverSelectionTimeoutMS": timeout,
         "connectTimeoutMS": timeout,
-        "socketTimeoutMS": max(timeout * 5, 10_000),
+        # Longer than QUERY_TIMEOUT_MS, so a slow query is stopped by the server and
+        # reported as such (504), not cut by the socket.
+        "socketTimeoutMS": max(timeout * 5, settings.query_timeout_ms + 5_000),
     }
     query = settings.mongodb_uri.partition("?")[2]
     # split_options reads the query string only (parse_uri would resolve mongodb+srv).
@@ -128,8 +130,13 @@ def client_defaults(settings: Settings) -> dict[str, Any]:
     return {name: value for name, value in defaults.items() if name.lower() not in given}
 
 
+# Read from the settings at start-up (configuration, not state).
+_limits = {"query_timeout_ms": Settings.model_fields["query_timeout_ms"].default}
+
+
 async def init_db(client: Any, settings: Settings) -> None:
     """Bind the Beanie documents to the database and create their indexes."""
+    _limits["query_timeout_ms"] = settings.query_timeout_ms
     database = client[settings.mongodb_database]
     await init_beanie(database=database, document_models=DOCUMENT_MODELS)
     await _retire_global_unique_indexes(database)
@@ -170,9 +177,15 @@ def collection(model: type[Document]) -> Any:
 
 
 async def aggregate(model: type[Document], pipeline: Sequence[Mapping[str, Any]]) -> list[dict]:
-    """Run an aggregation on a document's collection and return the raw documents."""
-    cursor = collection(model).aggregate(list(pipeline))
+    """Run an aggregation on a document's collection and return the raw documents; the
+    server stops it after QUERY_TIMEOUT_MS (maxTimeMS → ExecutionTimeout → 504)."""
+    cursor = collection(model).aggregate(list(pipeline), maxTimeMS=_limits["query_timeout_ms"])
     return await cursor.to_list(length=None)
+
+
+def query_timeout_ms() -> int:
+    """QUERY_TIMEOUT_MS, for `find`s built with Beanie (`max_time_ms=`)."""
+    return _limits["query_timeout_ms"]
 
 
 async def find_raw(

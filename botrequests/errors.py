@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
+    ExecutionTimeout,
+    NetworkTimeout,
     ServerSelectionTimeoutError,
 )
 
@@ -92,6 +94,16 @@ async def _duplicate_key(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"duplicate value for {what}"}, status_code=409)
 
 
+async def _too_slow(request: Request, exc: Exception) -> JSONResponse:
+    # The server is up; this query took too long (maxTimeMS, or no answer in the
+    # socket's time). Not an outage: narrower filters, a smaller page or `limit` help.
+    log.warning("query timed out: %s", type(exc).__name__)
+    return JSONResponse(
+        {"detail": "the database did not finish this query in time; ask for less (filters, limit)"},
+        status_code=504,
+    )
+
+
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.error("database unavailable: %s", type(exc).__name__)
     return JSONResponse({"detail": "database unavailable, try again shortly"}, status_code=503)
@@ -113,6 +125,8 @@ async def _corrupt_document(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(DuplicateKeyError, _duplicate_key)
+    app.add_exception_handler(ExecutionTimeout, _too_slow)
+    app.add_exception_handler(NetworkTimeout, _too_slow)  # before ConnectionFailure: a subclass
     app.add_exception_handler(ServerSelectionTimeoutError, _unavailable)
     app.add_exception_handler(ConnectionFailure, _unavailable)
     app.add_exception_handler(CollectionWasNotInitialized, _unavailable)

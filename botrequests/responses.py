@@ -145,8 +145,12 @@ class Thread(BaseModel):
     root: str
     scope: Literal["thread", "chain"]
     requests: list[ThreadRequest]
-    truncated: bool
+    truncated: bool = Field(
+        description="not the whole thread: more follow-ups (see `next`), or deeper than "
+        "THREAD_MAX_DEPTH"
+    )
     cycle: bool
+    next: str | None = Field(description="cursor for the thread's following requests")
 
 
 class StatsGroup(BaseModel):

@@ -11,19 +11,24 @@ the answer says `"cycle": true`. A parent that does not exist makes the topmost 
 reached the root. Past the depth cap the answer is cut and says `"truncated": true`.
 """
 
+import base64
+import binascii
+import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from beanie import PydanticObjectId
 from beanie.operators import AddToSet, Pull
+from bson import ObjectId
+from bson.errors import InvalidId
 
 from botrequests import db, populate
 from botrequests.auth import scoped, visible
 from botrequests.documents import BotRequest
-from botrequests.errors import not_found
+from botrequests.errors import InvalidInput, not_found
 from botrequests.serialize import dump
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -113,32 +118,90 @@ async def ancestry(request_id: PydanticObjectId, max_depth: int) -> Ancestry:
     return Ancestry(path, root, truncated, cycle_from is not None, chain)
 
 
-async def descendants(root: dict[str, Any], max_depth: int) -> tuple[list[dict], bool]:
-    """One aggregation: every follow-up below `root` to `max_depth` levels, with its depth;
-    whether anything lay deeper."""
+@dataclass
+class Page:
+    """One page of a thread's follow-ups, in (depth, createdAt, _id) order."""
+
+    members: list[tuple[int, dict[str, Any]]]
+    deeper: bool  # something lies below the depth cap
+    more: bool  # more follow-ups after this page
+
+
+async def descendants(
+    root: dict[str, Any], max_depth: int, limit: int, after: tuple | None = None
+) -> Page:
+    """One aggregation: up to `limit` follow-ups below `root` (after the cursor position
+    `after`), in order, with their depth. `$graphLookup` collects the thread on the server
+    (one more level than served, to tell a cut thread); `$unwind` right after it turns the
+    array into documents (so no 16 MB result), and only a page of them comes back."""
+    match: dict[str, Any] = {"_id": {"$ne": root["_id"]}}  # reached again via a cycle
+    if after is not None:
+        match = {"$and": [match, _after(*after)]}
     found = await db.aggregate(
         BotRequest,
         [
             {"$match": {"_id": root["_id"]}},
             _graph("$_id", "_id", "originalRequest", max_depth),
             {"$project": {"linked": 1}},
+            {"$unwind": "$linked"},
+            {"$replaceRoot": {"newRoot": "$linked"}},
+            {"$match": scoped(BotRequest, match)},
+            {"$sort": {"level": 1, "createdAt": 1, "_id": 1}},
+            {"$limit": limit + 1},
         ],
     )
-    linked = found[0].get("linked", []) if found else []
-    members, truncated = [], False
-    for raw in linked:
+    members, deeper = [], False
+    for raw in found:
         depth = int(raw.pop("level")) + 1
-        if raw["_id"] == root["_id"] or not visible(raw):
-            continue  # reached again through a cycle, or another organization's
-        if depth > max_depth:
-            truncated = True
-            continue
+        if depth > max_depth:  # sorted by depth: the rest lie below the cap too
+            deeper = True
+            break
         members.append((depth, raw))
-    return [raw | {"level": depth} for depth, raw in members], truncated
+    more = len(members) > limit
+    return Page(members[:limit], deeper, more)
+
+
+def _after(level: int, created: datetime | None, last_id: ObjectId) -> dict[str, Any]:
+    """What sorts after (level, createdAt, _id) in ascending order (a missing createdAt
+    sorts first, as MongoDB sorts null before dates)."""
+    if created is None:
+        same_level = [{"createdAt": {"$ne": None}}, {"createdAt": None, "_id": {"$gt": last_id}}]
+    else:
+        same_level = [
+            {"createdAt": {"$gt": created}},
+            {"createdAt": created, "_id": {"$gt": last_id}},
+        ]
+    return {"$or": [{"level": {"$gt": level}}, *({"level": level, **c} for c in same_level)]}
 
 
 def _parse(raw: dict[str, Any]) -> BotRequest:
     return BotRequest.model_validate({k: v for k, v in raw.items() if k != "level"})
+
+
+def encode_cursor(root: dict[str, Any], depth: int, raw: dict[str, Any]) -> str:
+    created = raw.get("createdAt")
+    moment = (
+        (_created(raw) - _EPOCH) // timedelta(milliseconds=1)
+        if isinstance(created, datetime)
+        else None
+    )
+    data = {"r": str(root["_id"]), "l": depth - 1, "t": moment, "i": str(raw["_id"])}
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[ObjectId, tuple]:
+    """(root id, (level, createdAt, _id)); 422 for anything else."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(data, dict):
+            raise ValueError("not a cursor")
+        level, moment = data["l"], data["t"]
+        if not isinstance(level, int) or not (moment is None or isinstance(moment, int)):
+            raise ValueError("not a cursor")
+        created = None if moment is None else _EPOCH + moment * timedelta(milliseconds=1)
+        return ObjectId(str(data["r"])), (level, created, ObjectId(str(data["i"])))
+    except (binascii.Error, ValueError, TypeError, KeyError, OverflowError, InvalidId) as exc:
+        raise InvalidInput(["query", "cursor"], "malformed thread cursor") from exc
 
 
 async def thread(
@@ -146,18 +209,30 @@ async def thread(
     scope: Literal["thread", "chain"],
     paths: tuple[str, ...],
     max_depth: int,
+    limit: int,
+    cursor: str | None = None,
 ) -> dict[str, Any]:
     """The thread (or, with `scope="chain"`, the path root → request) a request belongs
-    to, each request populated and carrying its `depth`, ordered by depth, createdAt, id."""
+    to, each request populated and carrying its `depth`, ordered by depth, createdAt, id.
+    At most `limit` requests per answer; `next` continues after the last one."""
     up = await ancestry(request_id, max_depth)
-    truncated = up.truncated
+    truncated, following = up.truncated, None
     if scope == "chain":
-        members = [(depth, raw) for depth, raw in enumerate(up.chain)]
+        if cursor is not None:
+            raise InvalidInput(["query", "cursor"], "a chain is answered whole: no cursor")
+        members = list(enumerate(up.chain))
     else:
-        below, cut = await descendants(up.root, max_depth)
-        truncated = truncated or cut
-        members = [(0, up.root)] + [(raw.pop("level"), raw) for raw in below]
-        members.sort(key=lambda item: (item[0], *_order(item[1])))
+        after = None
+        if cursor is not None:
+            root_id, after = decode_cursor(cursor)
+            if root_id != up.root["_id"]:
+                raise InvalidInput(["query", "cursor"], "this cursor belongs to another thread")
+        first = [(0, up.root)] if after is None else []
+        page = await descendants(up.root, max_depth, limit - len(first), after)
+        members = first + page.members
+        truncated = truncated or page.deeper or page.more
+        if page.more:
+            following = encode_cursor(up.root, *members[-1])
     docs = [_parse(raw) for _, raw in members]
     found = await populate.lookups(docs, paths) if paths else {}
     requests = [
@@ -170,6 +245,7 @@ async def thread(
         "requests": requests,
         "truncated": truncated,
         "cycle": up.cycle,
+        "next": following,
     }
 
 

@@ -93,6 +93,15 @@ async def read_thread(
     paths: PopulatePaths,
     settings: SettingsDep,
     scope: Literal["thread", "chain"] = "thread",
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=10_000, description="requests per answer (at most THREAD_MAX_MEMBERS)"),
+    ] = None,
+    cursor: Annotated[str | None, Query(max_length=300, description="`next`")] = None,
 ) -> JSON:
-    """The whole follow-up thread a request belongs to (`scope=chain`: root → this one)."""
-    return JSON(await threads.thread(identifier, scope, paths, settings.thread_max_depth))
+    """The follow-up thread a request belongs to, a page at a time (`scope=chain`: root →
+    this one)."""
+    most = settings.thread_max_members
+    size = min(limit or most, most)
+    answer = await threads.thread(identifier, scope, paths, settings.thread_max_depth, size, cursor)
+    return JSON(answer)
