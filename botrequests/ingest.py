@@ -88,6 +88,7 @@ async def check(items: list[Item], locs: list[list]) -> dict[str, dict]:
     bots_by_id = {str(bot.id): bot for bot in bots}
     found["bot"] = {key: populate.bot_summary(bot) for key, bot in bots_by_id.items()}
     file_refs: list[tuple[Item, list, str]] = []
+    definitions_of: dict[Any, list[dict[str, Any]] | None] = {}
     for item, loc in zip(items, locs, strict=True):
         doc = item.doc
         if doc is None:
@@ -109,18 +110,23 @@ async def check(items: list[Item], locs: list[list]) -> dict[str, dict]:
         bot = bots_by_id.get(str(doc.bot))
         if bot is None:
             continue
-        definitions = (
-            [i.model_dump(exclude_unset=True) for i in bot.inputs]
-            if bot.inputs is not None
-            else None
-        )
+        if bot.id not in definitions_of:  # once per bot, not per item of a batch
+            definitions_of[bot.id] = (
+                [i.model_dump(exclude_unset=True) for i in bot.inputs]
+                if bot.inputs is not None
+                else None
+            )
+        definitions = definitions_of[bot.id]
         inputs, problems, files = prompts.normalise(definitions, doc.inputs, [*loc, "inputs"])
         item.errors += [p.as_detail() for p in problems]
         file_refs += [(item, [*loc, "inputs"], file_id) for file_id in files]
         if doc.inputs is not None or inputs:
             doc.inputs = inputs
         if doc.prompt is None and bot.promptTemplate and not problems:
-            doc.prompt = prompts.render(bot.promptTemplate, inputs)
+            try:
+                doc.prompt = prompts.render(bot.promptTemplate, inputs)
+            except prompts.PromptTooLong as exc:
+                item.errors.append(_error([*loc, "inputs"], str(exc)))
         if bot.creditCost is not None:
             doc.credits = bot.creditCost
     if file_refs:

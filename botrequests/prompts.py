@@ -13,12 +13,22 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from bson import ObjectId
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HEX_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 SELECT_TYPES = ("select", "multiselect")
 MAX_TEXT = 100_000
+MAX_FILES = 100
+# A prompt rendered from a template holds at most this many characters (as a `prompt`
+# sent in a body): 50 000 placeholders of a 100 000-character value would be 5 GB.
+MAX_PROMPT = 200_000
+_ALLOWED = "\x00allowed"  # cache key inside a definition dict; never stored or served
+
+
+class PromptTooLong(ValueError):
+    pass
 
 
 @dataclass
@@ -33,6 +43,32 @@ class Problem:
 def option_values(options: list[Any] | None) -> list[Any]:
     """An option is a plain value or `{"label": …, "value": …}`."""
     return [o.get("value") if isinstance(o, dict) else o for o in options or []]
+
+
+def _option_key(value: Any) -> Any:
+    """A hashable stand-in for an option value, equal where the values are equal (and a
+    boolean never equal to a number), so membership is one set lookup."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return (type(value).__name__, value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    return ("json", orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+
+
+def _allowed(definition: dict[str, Any]) -> frozenset:
+    """The definition's option keys, computed once per definition dict (a batch checks
+    many requests against one bot)."""
+    cached = definition.get(_ALLOWED)
+    if cached is None:
+        cached = frozenset(_option_key(v) for v in option_values(definition.get("options")))
+        definition[_ALLOWED] = cached
+    return cached
+
+
+def _shown(definition: dict[str, Any]) -> str:
+    values = option_values(definition.get("options"))
+    shown = ", ".join(repr(v) for v in values[:10])
+    return f"[{shown}{', …' if len(values) > 10 else ''}]"
 
 
 def check_value(definition: dict[str, Any], value: Any) -> str | None:
@@ -51,14 +87,21 @@ def check_value(definition: dict[str, Any], value: Any) -> str | None:
         if not isinstance(value, bool):
             return "must be true or false"
     elif kind == "select":
-        if value not in option_values(definition.get("options")):
-            return f"must be one of the options {option_values(definition.get('options'))}"
+        if _option_key(value) not in _allowed(definition):
+            return f"must be one of the options {_shown(definition)}"
     elif kind == "multiselect":
-        allowed = option_values(definition.get("options"))
-        if not isinstance(value, list) or any(item not in allowed for item in value):
-            return f"must be a list of the options {allowed}"
+        allowed = _allowed(definition)
+        if not isinstance(value, list):
+            return f"must be a list of the options {_shown(definition)}"
+        # Bounded before it is checked: each option at most once.
+        if len(value) > len(allowed):
+            return f"must hold at most {len(allowed)} values (each option once)"
+        if any(_option_key(item) not in allowed for item in value):
+            return f"must be a list of the options {_shown(definition)}"
     elif kind == "file":
         items = value if isinstance(value, list) else [value]
+        if len(items) > MAX_FILES:
+            return f"must name at most {MAX_FILES} files"
         if not items or not all(isinstance(i, str) and HEX_ID.match(i) for i in items):
             return "must be a File id (24 hex digits) or a list of them"
     return None
@@ -173,10 +216,21 @@ def _text(value: Any) -> str:
 
 
 def render(template: str, inputs: dict[str, Any]) -> str:
-    """Plain substitution: literal text and input values, nothing evaluated."""
-    parts = []
+    """Plain substitution: literal text and input values, nothing evaluated. Stops as soon
+    as the prompt would pass MAX_PROMPT characters (PromptTooLong), before building it."""
+    parts, size = [], 0
+    texts: dict[str, str] = {}
     for literal, field, _, _ in string.Formatter().parse(template):
         parts.append(literal)
+        size += len(literal)
         if field is not None:
-            parts.append(_text(inputs.get(field)))
+            if field not in texts:
+                texts[field] = _text(inputs.get(field))
+            parts.append(texts[field])
+            size += len(texts[field])
+        if size > MAX_PROMPT:
+            raise PromptTooLong(
+                f"the prompt built from the bot's template would be over {MAX_PROMPT} "
+                "characters; send shorter inputs, or the prompt itself"
+            )
     return "".join(parts)

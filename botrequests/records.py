@@ -220,5 +220,8 @@ async def prompt_preview(bot: Bot, raw_inputs: str) -> dict[str, Any]:
     ]
     if details:
         raise InvalidInput.many(details)
-    prompt = prompts.render(bot.promptTemplate, inputs) if bot.promptTemplate else None
+    try:
+        prompt = prompts.render(bot.promptTemplate, inputs) if bot.promptTemplate else None
+    except prompts.PromptTooLong as exc:
+        raise InvalidInput(loc, str(exc)) from None
     return {"prompt": prompt, "inputs": inputs}
