@@ -6,6 +6,7 @@ ObjectId strictly: 24 hex digits, either case, nothing else.
 """
 
 import ipaddress
+import math
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -49,7 +50,8 @@ SmallInt = Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
 
 def _check_json(value: Any, depth: int = 0) -> Any:
     """Reject what MongoDB cannot store or would read as an operator: keys starting with
-    `$`, containing `.` or NUL, nesting deeper than MAX_JSON_DEPTH, unbounded integers."""
+    `$`, containing `.` or NUL, nesting deeper than MAX_JSON_DEPTH, unbounded integers,
+    non-finite floats."""
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, dict):
@@ -62,6 +64,10 @@ def _check_json(value: Any, depth: int = 0) -> Any:
             _check_json(item, depth + 1)
     elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63 - 1:
         raise ValueError("integer out of range")
+    elif isinstance(value, float) and not math.isfinite(value):
+        # JSON has no NaN or Infinity (the body guard refuses them in bodies; this covers
+        # JSON given in a query string, such as prompt-preview's `inputs`).
+        raise ValueError("not a finite number: JSON has no NaN or Infinity")
     return value
 
 

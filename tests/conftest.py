@@ -58,6 +58,15 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+def secured(app):
+    """Access control on, with an admin token (`Bearer admin-secret`), for one test."""
+    original = app.state.settings
+    app.state.settings = original.model_copy(update={"auth": "on", "admin_token": "admin-secret"})
+    yield
+    app.state.settings = original
+
+
+@pytest.fixture
 def raw(app):
     """The raw driver database, to check what is really stored."""
     return app.state.mongo[app.state.settings.mongodb_database]

@@ -18,15 +18,6 @@ from botrequests.config import Settings
 ADMIN = {"Authorization": "Bearer admin-secret"}
 
 
-@pytest.fixture
-def secured(app):
-    """Access control on, with an admin token, for one test."""
-    original = app.state.settings
-    app.state.settings = original.model_copy(update={"auth": "on", "admin_token": "admin-secret"})
-    yield
-    app.state.settings = original
-
-
 async def tenant(client, name: str) -> dict:
     org = (await client.post("/organizations", json={"name": name}, headers=ADMIN)).json()
     issued = await client.post(f"/organizations/{org['id']}/api-keys", headers=ADMIN)
