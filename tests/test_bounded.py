@@ -1,0 +1,241 @@
+"""No single request may stall the service (issue 20): input checks linear and bounded,
+the event loop free while the embedded database works, thread answers bounded, slow
+queries reported as slow."""
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from bson import ObjectId
+from pymongo.errors import ExecutionTimeout, NetworkTimeout, ServerSelectionTimeoutError
+
+from botrequests import db, prompts
+from tests.factories import record, request_body, seed_world
+
+OPTIONS = [str(i) for i in range(1000)]
+
+
+async def multiselect_bot(client) -> str:
+    bot = await client.post(
+        "/bots",
+        json={
+            "name": "Many",
+            "slug": "many",
+            "inputs": [{"name": "tags", "inputType": "multiselect", "options": OPTIONS}],
+            "promptTemplate": "tags: {tags}",
+        },
+    )
+    assert bot.status_code == 201, bot.text
+    return bot.json()["id"]
+
+
+async def test_multiselect_with_a_quarter_million_values_refused_promptly(client, raw):
+    world = await seed_world(client)
+    bot = await multiselect_bot(client)
+    body = request_body(world, bot=bot, inputs={"tags": ["7"] * 250_000})
+    started = time.perf_counter()
+    response = await client.post("/bot-requests", json=body)
+    assert time.perf_counter() - started < 5  # O(values x options) took 5.3 s
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "inputs", "tags"]
+    assert "at most 1000 values" in response.json()["detail"][0]["msg"]
+    assert await raw.botrequests.count_documents({}) == 0
+
+
+async def test_multiselect_of_every_option_accepted(client):
+    world = await seed_world(client)
+    bot = await multiselect_bot(client)
+    response = await client.post(
+        "/bot-requests", json=request_body(world, bot=bot, inputs={"tags": OPTIONS[::-1]})
+    )
+    assert response.status_code == 201
+    assert response.json()["inputs"]["tags"] == OPTIONS[::-1]
+
+
+def test_option_checks_are_set_lookups():
+    definition = {
+        "inputType": "multiselect",
+        "options": [{"label": str(i), "value": i} for i in range(1000)],
+    }
+    values = list(range(1000))
+    started = time.perf_counter()
+    for _ in range(200):  # a batch of 200 such requests
+        assert prompts.check_value(definition, values) is None
+    assert time.perf_counter() - started < 5
+    assert prompts.check_value(definition, [True]) is not None  # a boolean is not 1
+    assert prompts.check_value({**definition, "inputType": "select"}, 999.0) is None
+    nested = {"inputType": "select", "options": [{"value": {"a": [1, 2]}}]}
+    assert prompts.check_value(nested, {"a": [1, 2]}) is None
+    assert prompts.check_value(nested, {"a": [2, 1]}) is not None
+
+
+def test_file_input_lists_are_bounded():
+    definition = {"inputType": "file"}
+    assert "at most 100" in prompts.check_value(definition, [str(ObjectId())] * 101)
+
+
+def test_render_stops_before_building_a_huge_prompt():
+    template = "{t}" * 60_000
+    started = time.perf_counter()
+    with pytest.raises(prompts.PromptTooLong):
+        prompts.render(template, {"t": "x" * 100_000})
+    assert time.perf_counter() - started < 1
+    assert prompts.render("{t}{t}", {"t": "ab"}) == "abab"
+
+
+async def test_template_that_would_build_a_huge_prompt_422(client, raw):
+    world = await seed_world(client)
+    bot = await client.post(
+        "/bots",
+        json={
+            "name": "Echo",
+            "slug": "echo",
+            "inputs": [{"name": "t", "inputType": "text"}],
+            "promptTemplate": "{t}" * 30_000,
+        },
+    )
+    assert bot.status_code == 201
+    body = request_body(world, bot=bot.json()["id"], inputs={"t": "y" * 100})
+    response = await client.post("/bot-requests", json=body)
+    assert response.status_code == 422
+    assert "over 200000 characters" in response.json()["detail"][0]["msg"]
+    batch = await client.post("/bot-requests/batch", json={"items": [body]})
+    assert batch.json()["items"][0]["status"] == "error"
+    assert await raw.botrequests.count_documents({}) == 0
+    preview = await client.get(
+        f"/bots/{bot.json()['id']}/prompt-preview", params={"inputs": '{"t": "' + "y" * 100 + '"}'}
+    )
+    assert preview.status_code == 422
+
+
+# --- the event loop stays free on the embedded backend ------------------------------------
+
+
+async def insert_chain(raw, bot: ObjectId, length: int) -> list[ObjectId]:
+    ids = [ObjectId() for _ in range(length)]
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    await raw.botrequests.insert_many(
+        [
+            {
+                "_id": ids[i],
+                "bot": bot,
+                "success": True,
+                "response": {"turn": i},
+                **({"originalRequest": ids[i - 1]} if i else {}),
+                "createdAt": start + timedelta(seconds=i),
+            }
+            for i in range(length)
+        ]
+    )
+    return ids
+
+
+async def test_health_answers_while_a_long_embedded_thread_lookup_runs(client, raw, app):
+    if not app.state.settings.embedded:
+        pytest.skip("about the embedded backend's event loop")
+    world = await seed_world(client)
+    ids = await insert_chain(raw, ObjectId(world["bot"]["id"]), 800)
+    lookup = asyncio.create_task(
+        client.get(f"/bot-requests/{ids[-1]}/thread", params={"populate": "none"})
+    )
+    await asyncio.sleep(0.2)  # the lookup is now inside the embedded database
+    started = time.perf_counter()
+    health = await client.get("/healthz")
+    waited = time.perf_counter() - started
+    assert health.status_code == 200
+    assert not lookup.done(), "the lookup should still be running"
+    assert waited < 1.0  # on the loop, mongomock made /healthz wait for the whole lookup
+    thread = await lookup
+    assert thread.status_code == 200
+    assert len(thread.json()["requests"]) == 800
+
+
+# --- thread answers are bounded -------------------------------------------------------------
+
+
+async def test_thread_over_the_limit_pages_with_next_and_truncated(client, raw):
+    world = await seed_world(client)
+    root = await record(client, world)
+    kids = [await record(client, world, originalRequest=root["id"]) for _ in range(25)]
+    for kid in kids[:3]:
+        await record(client, world, originalRequest=kid["id"])
+    whole = (await client.get(f"/bot-requests/{kids[5]['id']}/thread?populate=none")).json()
+    assert len(whole["requests"]) == 29
+    assert (whole["truncated"], whole["next"]) == (False, None)
+    pages, cursor = [], None
+    with db.count_round_trips() as counter:
+        while True:
+            params = {"limit": 10, "populate": "none", **({"cursor": cursor} if cursor else {})}
+            response = await client.get(f"/bot-requests/{kids[5]['id']}/thread", params=params)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            pages.append(page)
+            cursor = page["next"]
+            if cursor is None:
+                break
+    assert [len(p["requests"]) for p in pages] == [10, 10, 9]
+    assert [p["truncated"] for p in pages] == [True, True, False]
+    assert [r for p in pages for r in p["requests"]] == whole["requests"]
+    assert counter.count <= 3 * 2  # ancestry + one page of descendants each (no population)
+
+
+async def test_thread_cursor_errors_422(client):
+    world = await seed_world(client)
+    one = await record(client, world)
+    two = await record(client, world)
+    for _ in range(3):
+        await record(client, world, originalRequest=one["id"])
+    first = (await client.get(f"/bot-requests/{one['id']}/thread", params={"limit": 2})).json()
+    other = await client.get(f"/bot-requests/{two['id']}/thread", params={"cursor": first["next"]})
+    assert other.status_code == 422
+    assert "another thread" in other.json()["detail"][0]["msg"]
+    bad = await client.get(f"/bot-requests/{one['id']}/thread", params={"cursor": "zzz"})
+    assert bad.status_code == 422
+    chain = await client.get(
+        f"/bot-requests/{one['id']}/thread", params={"scope": "chain", "cursor": first["next"]}
+    )
+    assert chain.status_code == 422
+
+
+async def test_thread_limit_capped_by_setting(client, app):
+    world = await seed_world(client)
+    root = await record(client, world)
+    for _ in range(4):
+        await record(client, world, originalRequest=root["id"])
+    original = app.state.settings
+    app.state.settings = original.model_copy(update={"thread_max_members": 3})
+    try:
+        url = f"/bot-requests/{root['id']}/thread"
+        page = (await client.get(url, params={"limit": 100})).json()
+    finally:
+        app.state.settings = original
+    assert len(page["requests"]) == 3
+    assert page["truncated"] is True
+    assert page["next"] is not None
+
+
+# --- slow is not down -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (ExecutionTimeout("operation exceeded time limit", 50), 504),
+        (NetworkTimeout("timed out"), 504),
+        (ServerSelectionTimeoutError("no servers"), 503),
+    ],
+)
+async def test_slow_query_504_outage_503(client, monkeypatch, error, status):
+    world = await seed_world(client)
+    one = await record(client, world)
+
+    async def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(db, "aggregate", failing)
+    response = await client.get(f"/bot-requests/{one['id']}/thread")
+    assert response.status_code == status
+    detail = response.json()["detail"]
+    assert ("in time" in detail) == (status == 504)
+    assert ("unavailable" in detail) == (status == 503)
