@@ -125,12 +125,16 @@ def _array_item_lines(text: str) -> list[int]:
     """The line each top-level item of a JSON array starts on."""
     decoder = json.JSONDecoder()
     lines, index = [], text.index("[") + 1
+    # Lines counted from the previous item on, not from the start: linear in the file.
+    counted, line = 0, 1
     while True:
         while index < len(text) and text[index] in " \t\r\n,":
             index += 1
         if index >= len(text) or text[index] == "]":
             return lines
-        lines.append(text.count("\n", 0, index) + 1)
+        line += text.count("\n", counted, index)
+        counted = index
+        lines.append(line)
         try:
             _, index = decoder.raw_decode(text, index)
         except ValueError:
