@@ -21,6 +21,9 @@ _LOOKUPS = {
 }
 
 
+STATS_MAX_GROUPS = 10_000
+
+
 def stats_pipeline(filters: BotRequestFilters, group_by: str) -> list[dict[str, Any]]:
     key: Any = (
         {"$dateToString": {"format": "%Y-%m-%d", "date": "$createdAt"}}  # UTC dates
@@ -40,6 +43,8 @@ def stats_pipeline(filters: BotRequestFilters, group_by: str) -> list[dict[str, 
             }
         },
         {"$sort": {"_id": 1} if group_by == "day" else {"requests": -1, "_id": 1}},
+        # One more than served, to tell a cut answer (a session per group can be many).
+        {"$limit": STATS_MAX_GROUPS + 1},
     ]
 
 
@@ -72,6 +77,8 @@ def _group_key(key: Any, group_by: str, names: dict[Any, dict[str, Any]]) -> Any
 
 async def stats(filters: BotRequestFilters, group_by: str) -> dict[str, Any]:
     groups = await db.aggregate(BotRequest, stats_pipeline(filters, group_by))
+    truncated = len(groups) > STATS_MAX_GROUPS
+    groups = groups[:STATS_MAX_GROUPS]
     names = await _group_names(group_by, [group["_id"] for group in groups])
     items = []
     for group in groups:
@@ -88,7 +95,7 @@ async def stats(filters: BotRequestFilters, group_by: str) -> dict[str, Any]:
                 "last": plain(group.get("last")),
             }
         )
-    return {"groupBy": group_by, "items": items, "next": None}
+    return {"groupBy": group_by, "items": items, "next": None, "truncated": truncated}
 
 
 EXPORT_BATCH = 500

@@ -172,6 +172,9 @@ class Stats(BaseModel):
     groupBy: str
     items: list[StatsGroup]
     next: None = None
+    truncated: bool = Field(
+        description="more groups than STATS_MAX_GROUPS: the largest (or earliest days) shown"
+    )
 
 
 class PromptPreview(BaseModel):

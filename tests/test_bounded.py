@@ -250,3 +250,24 @@ def test_import_array_item_lines_linear():
     assert time.perf_counter() - started < 5  # counting from the start each time: minutes
     assert lines[:3] == [2, 3, 4]
     assert lines[-1] == 200_001
+
+
+async def test_stats_answer_bounded_to_the_largest_groups(client, raw, monkeypatch):
+    from botrequests import analytics
+
+    world = await seed_world(client)
+    bot = ObjectId(world["bot"]["id"])
+    await raw.botrequests.insert_many(
+        [
+            {"bot": bot, "success": True, "sessionKey": f"s{i % 7}", "createdAt": datetime.now(UTC)}
+            for i in range(7 * 3 + 2)  # s0 and s1 hold 4 requests, the rest 3
+        ]
+    )
+    monkeypatch.setattr(analytics, "STATS_MAX_GROUPS", 2)
+    body = (await client.get("/bot-requests/stats", params={"groupBy": "sessionKey"})).json()
+    assert [(g["sessionKey"], g["requests"]) for g in body["items"]] == [("s0", 4), ("s1", 4)]
+    assert body["truncated"] is True
+    monkeypatch.setattr(analytics, "STATS_MAX_GROUPS", 7)
+    body = (await client.get("/bot-requests/stats", params={"groupBy": "sessionKey"})).json()
+    assert len(body["items"]) == 7
+    assert body["truncated"] is False
