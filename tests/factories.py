@@ -75,3 +75,11 @@ async def record(
     client: httpx.AsyncClient, world: dict[str, dict[str, Any]], **extra: Any
 ) -> dict[str, Any]:
     return await post(client, "/bot-requests", request_body(world, **extra))
+
+
+async def template_bot(
+    client: httpx.AsyncClient, slug: str, inputs: list[dict[str, Any]], template: str
+) -> str:
+    """A bot with these input definitions and prompt template; its id."""
+    body = {"name": slug.title(), "slug": slug, "inputs": inputs, "promptTemplate": template}
+    return (await post(client, "/bots", body))["id"]

@@ -16,7 +16,7 @@ from bson import ObjectId
 
 from botrequests import bodyguard, db, threads
 from botrequests.config import Settings
-from tests.factories import record, request_body, seed_world
+from tests.factories import record, request_body, seed_world, template_bot
 from tests.servers import ROOT
 from tests.test_access import ADMIN, closed_port, records_of, tenant
 
@@ -337,22 +337,12 @@ async def test_non_finite_and_huge_numbers_422_naming_the_field(client, raw, lit
 
 async def test_non_finite_number_in_inputs_is_never_rendered(client, raw):
     world = await seed_world(client)
-    bot = await client.post(
-        "/bots",
-        json={
-            "name": "N",
-            "slug": "n",
-            "inputs": [{"name": "n", "inputType": "number"}],
-            "promptTemplate": "value {n}",
-        },
-    )
-    body = json.dumps(request_body(world, bot=bot.json()["id"], inputs={"n": 1}))
+    bot = await template_bot(client, "n", [{"name": "n", "inputType": "number"}], "value {n}")
+    body = json.dumps(request_body(world, bot=bot, inputs={"n": 1}))
     response = await _post_raw(client, "POST", "/bot-requests", body.replace('"n": 1', '"n": NaN'))
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "inputs", "n"]
-    preview = await client.get(
-        f"/bots/{bot.json()['id']}/prompt-preview", params={"inputs": '{"n": NaN}'}
-    )
+    preview = await client.get(f"/bots/{bot}/prompt-preview", params={"inputs": '{"n": NaN}'})
     assert preview.status_code == 422
 
 

@@ -11,7 +11,7 @@ from bson import ObjectId
 from pymongo.errors import ExecutionTimeout, NetworkTimeout, ServerSelectionTimeoutError
 
 from botrequests import db, prompts
-from tests.factories import record, request_body, seed_world
+from tests.factories import record, request_body, seed_world, template_bot
 
 OPTIONS = [str(i) for i in range(1000)]
 
@@ -86,17 +86,8 @@ def test_render_stops_before_building_a_huge_prompt():
 
 async def test_template_that_would_build_a_huge_prompt_422(client, raw):
     world = await seed_world(client)
-    bot = await client.post(
-        "/bots",
-        json={
-            "name": "Echo",
-            "slug": "echo",
-            "inputs": [{"name": "t", "inputType": "text"}],
-            "promptTemplate": "{t}" * 30_000,
-        },
-    )
-    assert bot.status_code == 201
-    body = request_body(world, bot=bot.json()["id"], inputs={"t": "y" * 100})
+    bot = await template_bot(client, "echo", [{"name": "t", "inputType": "text"}], "{t}" * 30_000)
+    body = request_body(world, bot=bot, inputs={"t": "y" * 100})
     response = await client.post("/bot-requests", json=body)
     assert response.status_code == 422
     assert "over 200000 characters" in response.json()["detail"][0]["msg"]
@@ -104,7 +95,7 @@ async def test_template_that_would_build_a_huge_prompt_422(client, raw):
     assert batch.json()["items"][0]["status"] == "error"
     assert await raw.botrequests.count_documents({}) == 0
     preview = await client.get(
-        f"/bots/{bot.json()['id']}/prompt-preview", params={"inputs": '{"t": "' + "y" * 100 + '"}'}
+        f"/bots/{bot}/prompt-preview", params={"inputs": '{"t": "' + "y" * 100 + '"}'}
     )
     assert preview.status_code == 422
 
