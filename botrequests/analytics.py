@@ -60,7 +60,7 @@ async def _group_names(group_by: str, keys: list[Any]) -> dict[Any, dict[str, An
         return {}
     projection = dict.fromkeys(fields, 1)
     rows = await db.find_raw(
-        model, scoped(model, {"_id": {"$in": ids}}), projection, batch_size=len(ids)
+        model, scoped(model, {"_id": {"$in": ids}}), projection, batch_size=len(ids) + 1
     )
     return {
         row["_id"]: {**{f: row[f] for f in fields if row.get(f) is not None}, "id": str(row["_id"])}
@@ -110,7 +110,9 @@ async def export_batches(
     query = filter_query(filters)
 
     async def batch(find: dict[str, Any]) -> list[BotRequest]:
-        found = BotRequest.find(find, max_time_ms=db.query_timeout_ms())
+        found = BotRequest.find(
+            find, max_time_ms=db.query_timeout_ms(), batch_size=EXPORT_BATCH + 1
+        )
         return await found.sort(NEWEST_FIRST).limit(EXPORT_BATCH).to_list()
 
     docs = await batch(query)

@@ -145,7 +145,8 @@ async def page(
     client pages through land before its cursor, so every request is visited once."""
     query = filter_query(filters)
     find = after(query, *decode_cursor(cursor, query)) if cursor else query
-    found = BotRequest.find(find, max_time_ms=db.query_timeout_ms())
+    # The whole page in one reply (limit + 1 documents): no getMore.
+    found = BotRequest.find(find, max_time_ms=db.query_timeout_ms(), batch_size=limit + 1)
     docs = await found.sort(NEWEST_FIRST).limit(limit + 1).to_list()
     more = len(docs) > limit
     docs = docs[:limit]

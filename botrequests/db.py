@@ -25,10 +25,12 @@ class _RoundTrips(monitoring.CommandListener):
     def __init__(self) -> None:
         self.count = 0
         self.counting = False
+        self.commands: list[str] = []  # what was counted, for a failing assertion's message
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if self.counting:
             self.count += 1
+            self.commands.append(event.command_name)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -75,6 +77,7 @@ def count_round_trips() -> Iterator[_RoundTrips]:
             nonlocal depth
             if depth == 0:
                 _listener.count += 1
+                _listener.commands.append(original.__name__)
             depth += 1
             try:
                 return original(self, *args, **kwargs)
@@ -84,6 +87,7 @@ def count_round_trips() -> Iterator[_RoundTrips]:
         return counted
 
     _listener.count = 0
+    _listener.commands = []
     _listener.counting = True
     for name, original in originals.items():
         setattr(Collection, name, wrap(original))
@@ -129,6 +133,10 @@ def client_defaults(settings: Settings) -> dict[str, Any]:
     given = set(uri_parser.split_options(query)) if query else set()
     return {name: value for name, value in defaults.items() if name.lower() not in given}
 
+
+# A batch size above any bounded result this service reads: the server sends it all in
+# its first reply (up to 16 MB) instead of 101 documents and the rest on getMore.
+_ONE_REPLY = 100_000
 
 # Read from the settings at start-up (configuration, not state).
 _limits = {"query_timeout_ms": Settings.model_fields["query_timeout_ms"].default}
@@ -178,8 +186,13 @@ def collection(model: type[Document]) -> Any:
 
 async def aggregate(model: type[Document], pipeline: Sequence[Mapping[str, Any]]) -> list[dict]:
     """Run an aggregation on a document's collection and return the raw documents; the
-    server stops it after QUERY_TIMEOUT_MS (maxTimeMS → ExecutionTimeout → 504)."""
-    cursor = collection(model).aggregate(list(pipeline), maxTimeMS=_limits["query_timeout_ms"])
+    server stops it after QUERY_TIMEOUT_MS (maxTimeMS → ExecutionTimeout → 504). Every
+    pipeline here ends in a bounded result (a `$limit`, or one group per key up to
+    STATS_MAX_GROUPS), asked for in one reply (16 MB at most: larger results still
+    need a getMore)."""
+    cursor = collection(model).aggregate(
+        list(pipeline), maxTimeMS=_limits["query_timeout_ms"], batchSize=_ONE_REPLY
+    )
     return await cursor.to_list(length=None)
 
 

@@ -82,7 +82,9 @@ async def check(items: list[Item], locs: list[list]) -> dict[str, dict]:
     bot_ids = populate.ref_ids(docs, "bot")
     found, bots, originals = await asyncio.gather(
         populate.lookups(docs, paths),
-        Bot.find(scoped(Bot, {"_id": {"$in": bot_ids}})).to_list() if bot_ids else _none(),
+        Bot.find(scoped(Bot, {"_id": {"$in": bot_ids}}), batch_size=len(bot_ids) + 1).to_list()
+        if bot_ids
+        else _none(),
         missing_ids(BotRequest, populate.ref_ids(docs, "originalRequest")),
     )
     bots_by_id = {str(bot.id): bot for bot in bots}
@@ -256,7 +258,8 @@ async def _existing(docs: list[BotRequest]) -> dict[tuple, "_Stored"]:
         {"organization": org, "requestKey": {"$in": sorted(keys)}} for org, keys in wanted.items()
     ]
     query = scoped(BotRequest, clauses[0] if len(clauses) == 1 else {"$or": clauses})
-    rows = await BotRequest.find(query).project(_Stored).to_list()
+    most = sum(len(keys) for keys in wanted.values())
+    rows = await BotRequest.find(query, batch_size=most + 1).project(_Stored).to_list()
     return {(row.organization, row.requestKey): row for row in rows}
 
 

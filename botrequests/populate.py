@@ -83,7 +83,8 @@ async def _fetch(path: str, ids: list[PydanticObjectId]) -> dict[str, dict[str, 
     model, projection, dumper = _SOURCES[path]
     if not ids:
         return {}
-    query = model.find(scoped(model, {"_id": {"$in": ids}}))
+    # One reply: a server otherwise sends 101 documents and the rest on a getMore.
+    query = model.find(scoped(model, {"_id": {"$in": ids}}), batch_size=len(ids) + 1)
     rows = await (query.project(projection) if projection else query).to_list()
     return {str(row.id): dumper(row) for row in rows}
 

@@ -55,7 +55,7 @@ async def missing_ids(model: type[Document], ids: list[PydanticObjectId]) -> set
     if not ids:
         return set()
     query = scoped(model, {"_id": {"$in": ids}})
-    rows = await model.find(query).project(_IdOnly).to_list()
+    rows = await model.find(query, batch_size=len(ids) + 1).project(_IdOnly).to_list()
     return set(ids) - {row.id for row in rows}
 
 
@@ -142,7 +142,7 @@ async def list_bots(limit: int, after: str | None) -> tuple[list[Bot], bool]:
         query = {
             "$or": [{"slug": {"$gt": slug}}, {"slug": slug, "_id": {"$gt": ObjectId(last_id)}}]
         }
-    found = Bot.find(scoped(Bot, query)).sort([("slug", 1), ("_id", 1)])
+    found = Bot.find(scoped(Bot, query), batch_size=limit + 1).sort([("slug", 1), ("_id", 1)])
     bots = await found.limit(limit + 1).to_list()
     return bots[:limit], len(bots) > limit
 

@@ -285,7 +285,7 @@ async def repair_related_requests(
             {"relatedRequests": 1},
             sort=[("_id", 1)],
             limit=batch,
-            batch_size=batch,
+            batch_size=batch + 1,
         )
         if not holders:
             break
