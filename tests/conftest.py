@@ -1,12 +1,15 @@
-"""One app (lifespan running, `init_beanie` once) per session; an empty database per test.
+"""Two lanes: every test that uses the app runs on the embedded backend (mongomock) and on
+a real MongoDB wire-protocol server; the test id names the lane (`[embedded]`, `[wire]`).
 
-With `TEST_MONGODB_URI` set the same suite runs against that real server (database
-`botrequests_test`, dropped record by record before each test); otherwise it runs on the
-embedded mongomock backend and tests marked `realmongo` are skipped.
+The wire lane starts SecantusDB itself (free port, temporary storage, stopped at the end),
+or uses `TEST_MONGODB_URI` when it is set (a real `mongod` or Atlas: database
+`botrequests_test`, emptied record by record before each test). `WIRE=off` runs the
+embedded lane alone. One app (lifespan running, `init_beanie` once) per lane; an empty
+database per test. Tests marked `realmongo` run on the wire lane only.
 """
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -14,23 +17,24 @@ import pytest
 from botrequests.app import create_app
 from botrequests.config import Settings
 from botrequests.documents import DOCUMENT_MODELS
+from tests.wire import WireServer, wire_server
 
 REAL_MONGODB_URI = os.environ.get("TEST_MONGODB_URI", "")
+LANES = ["embedded"] + ([] if os.environ.get("WIRE", "on") == "off" else ["wire"])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if REAL_MONGODB_URI:
-        return
-    skip = pytest.mark.skip(reason="needs a real MongoDB: set TEST_MONGODB_URI")
+    skip = pytest.mark.skip(reason="runs on the wire lane only (a real server's planner)")
     for item in items:
-        if "realmongo" in item.keywords:
+        lane = getattr(item, "callspec", None) and item.callspec.params.get("lane")
+        if "realmongo" in item.keywords and lane != "wire":
             item.add_marker(skip)
 
 
-def test_settings() -> Settings:
+def lane_settings(uri: str) -> Settings:
     # Access control is off for the suite at large; tests/test_access.py turns it on.
     return Settings(
-        mongodb_uri=REAL_MONGODB_URI,
+        mongodb_uri=uri,
         mongodb_database="botrequests_test",
         BOTREQUESTS_AUTH="off",
         _env_file=None,
@@ -38,16 +42,34 @@ def test_settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def app() -> AsyncIterator:
-    application = create_app(test_settings())
+def wire() -> Iterator[WireServer | None]:
+    """The wire lane's server: started here, or None when TEST_MONGODB_URI names one."""
+    if REAL_MONGODB_URI:
+        yield None
+        return
+    with wire_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session", params=LANES)
+async def lane(request: pytest.FixtureRequest) -> AsyncIterator:
+    """The lane's app, started once (lifespan running) for every test of that lane."""
+    uri = ""
+    if request.param == "wire":
+        server = request.getfixturevalue("wire")
+        uri = REAL_MONGODB_URI or server.uri
+    application = create_app(lane_settings(uri))
     async with application.router.lifespan_context(application):
         yield application
 
 
-@pytest.fixture(autouse=True)
-async def clean_db(app) -> None:
+@pytest.fixture
+async def app(lane):
+    """The lane's app over an empty database. Tests that use neither it nor `client` /
+    `raw` (a `botrequests serve` process, the benchmark) run once, in no lane."""
     for model in DOCUMENT_MODELS:
         await model.get_motor_collection().delete_many({})
+    return lane
 
 
 @pytest.fixture

@@ -33,6 +33,23 @@ function showRequest(item) {
   document.getElementById("request").hidden = false;
 }
 
+// A thread comes a page at a time (THREAD_MAX_MEMBERS per answer): follow `next`, up to
+// MAX_THREAD_PAGES pages, and draw it whole.
+const MAX_THREAD_PAGES = 20;
+
+async function loadThread(id) {
+  const base = `/bot-requests/${id}/thread?populate=bot`;
+  let page = await api(base);
+  const thread = { ...page, requests: [...page.requests] };
+  for (let pages = 1; page.next && pages < MAX_THREAD_PAGES; pages++) {
+    page = await api(`${base}&cursor=${encodeURIComponent(page.next)}`);
+    thread.requests.push(...page.requests);
+  }
+  thread.truncated = page.truncated;
+  thread.more = Boolean(page.next);
+  return thread;
+}
+
 // The thread as an indented tree, drawn as a flat list (no deep nesting in the DOM).
 // Only rows under expanded nodes are drawn, so a thread of thousands stays responsive:
 // the path from the root to this request starts expanded, every other branch collapsed.
@@ -64,7 +81,8 @@ function showThread(thread) {
   fact(totals, "Last", when(times[times.length - 1]));
 
   const notes = [];
-  if (thread.truncated) notes.push("Truncated: the thread is deeper than the service follows; not every request is shown.");
+  if (thread.more) notes.push(`Truncated: only the first ${thread.requests.length} requests of this thread are shown.`);
+  else if (thread.truncated) notes.push("Truncated: the thread is deeper than the service follows; not every request is shown.");
   if (thread.cycle) notes.push("Cycle: these requests follow each other in a loop; the oldest is shown as the root.");
   const notice = document.getElementById("thread-notes");
   notice.textContent = notes.join(" ");
@@ -124,7 +142,7 @@ async function main() {
     return;
   }
   try {
-    showThread(await api(`/bot-requests/${id}/thread?populate=bot`));
+    showThread(await loadThread(id));
   } catch (error) {
     status(`Could not load the thread: ${error.message}`, true);
   }
