@@ -4,6 +4,7 @@ Motor reaches end of life in 2027 and Beanie 2 moves to PyMongo's async client; 
 every driver-specific line here makes that move a change in one place (DESIGN.md).
 """
 
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from typing import Any
 from beanie import Document, init_beanie
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import monitoring, uri_parser
+from pymongo.errors import CollectionInvalid
 
 from botrequests.config import Settings
 from botrequests.documents import DOCUMENT_MODELS, Bot, BotRequest
@@ -146,6 +148,14 @@ async def init_db(client: Any, settings: Settings) -> None:
     """Bind the Beanie documents to the database and create their indexes."""
     _limits["query_timeout_ms"] = settings.query_timeout_ms
     database = client[settings.mongodb_database]
+    # Every collection exists before the first write: creating one implicitly while
+    # inserts race into it was seen to deadlock a wire-protocol server.
+    existing = set(await database.list_collection_names())
+    for model in DOCUMENT_MODELS:
+        name = model.Settings.name
+        if name not in existing:
+            with contextlib.suppress(CollectionInvalid):  # another worker made it meanwhile
+                await database.create_collection(name)
     await init_beanie(database=database, document_models=DOCUMENT_MODELS)
     await _retire_global_unique_indexes(database)
 
