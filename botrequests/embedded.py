@@ -18,6 +18,7 @@ import asyncio
 import copy
 import functools
 import itertools
+import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ from mongomock_motor import (
 )
 from pymongo.errors import DuplicateKeyError
 
+log = logging.getLogger("botrequests.db")
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-db")
 _DONE = object()
 
@@ -123,9 +125,38 @@ class _LatentAggregation(AsyncLatentCommandCursor):
     __anext__ = next
 
 
+# Past this many documents in one collection a populated read takes ~50 ms or more on
+# this backend (it scans; README "How the embedded backend's cost grows"): said once.
+GROWTH_WARNING_DOCUMENTS = 12_000
+_warned: set[str] = set()
+
+
+def _warn_when_large(collection: Any) -> None:
+    if _warned or len(collection._store) < GROWTH_WARNING_DOCUMENTS:
+        return
+    _warned.add(collection.name)
+    log.warning(
+        "the embedded database holds %d documents in %s: it has no indexes, so every read "
+        "scans them (a populated read now takes ~50 ms or more, and it grows with the data). "
+        "Set MONGODB_URI to a MongoDB server for anything beyond trying the service out",
+        len(collection._store),
+        collection.name,
+    )
+
+
 def _off_loop(name: str) -> Callable[..., Any]:
+    grows = name in ("insert_one", "insert_many")
+
     async def method(self: "_Collection", *args: Any, **kwargs: Any) -> Any:
-        return await run(getattr(self._sync(), name), *args, **kwargs)
+        sync = self._sync()
+
+        def call() -> Any:
+            result = getattr(sync, name)(*args, **kwargs)
+            if grows:
+                _warn_when_large(sync)
+            return result
+
+        return await run(call)
 
     method.__name__ = name
     return method

@@ -1,6 +1,7 @@
 """Benchmark: where the time goes, against the naive ways of doing the same work.
 
-    python scripts/bench.py            # embedded backend (mongomock), about a minute
+    python scripts/bench.py            # embedded backend (mongomock), about two minutes
+    python scripts/bench.py --backend wire   # a SecantusDB server it starts (test extra)
     MONGODB_URI=mongodb://... python scripts/bench.py   # a real server (database bench_*)
     python scripts/bench.py --smoke    # tiny sizes, used by the test suite
 
@@ -8,7 +9,10 @@ Prints one table: single POSTs vs a batch, a populated page of 100 vs fetching e
 reference one by one (and vs the same page unpopulated), a thread of depth 200 via the
 thread endpoint vs walking `originalRequest` one query at a time, and p50/p99 latency of
 `GET /bot-requests/{id}` under concurrent load from real HTTP clients against
-`botrequests serve` vs a bare FastAPI endpoint serving the same JSON from memory.
+`botrequests serve` vs a bare FastAPI endpoint serving the same JSON from memory. On a
+server, round trips are counted twice: by the driver's command listener and by the
+server's own `serverStatus.opcounters`. On the embedded backend, how a read's cost grows
+with the stored data (mongomock has no indexes: every query scans).
 """
 
 import argparse
@@ -38,6 +42,30 @@ from botrequests.documents import Bot, BotRequest, File, Invoice, Organization, 
 from botrequests.serialize import dump, dump_bot  # noqa: E402
 
 ROWS: list[tuple[str, str, str, str]] = []
+SERVER_OPS: dict[str, Any] = {"uri": None}  # set when the server's own counters are read
+
+
+def server_ops() -> int | None:
+    """The server's operation count so far (serverStatus.opcounters), or None."""
+    if SERVER_OPS["uri"] is None:
+        return None
+    if "probe" not in SERVER_OPS:
+        from pymongo import MongoClient
+
+        # One connection kept open, heartbeats rare: its own traffic stays out of the count.
+        SERVER_OPS["probe"] = MongoClient(SERVER_OPS["uri"], heartbeatFrequencyMS=600_000)
+        SERVER_OPS["probe"].admin.command("ping")
+    counters = SERVER_OPS["probe"].admin.command("serverStatus")["opcounters"]
+    return sum(int(v) for v in counters.values())
+
+
+def trips(listener: int, before: int | None) -> str:
+    """Round trips as the driver counted them, and as the server did (less the
+    serverStatus read itself)."""
+    after = server_ops()
+    if before is None or after is None:
+        return f"{listener} trips"
+    return f"{listener} trips (server: {after - before - 1})"
 
 
 def row(name: str, value: str, trips: str = "", note: str = "") -> None:
@@ -135,14 +163,15 @@ async def naive_populate(doc: BotRequest) -> dict:
 
 
 async def bench_page(client: httpx.AsyncClient, repeat: int) -> None:
-    async def page(params: dict) -> tuple[float, int]:
+    async def page(params: dict) -> tuple[float, str]:
         times = []
         for _ in range(repeat):
+            before = server_ops()
             with db.count_round_trips() as counter, timed() as t:
                 response = await client.get("/bot-requests", params={"limit": 100, **params})
                 assert len(response.json()["items"]) == 100
             times.append(t["seconds"])
-        return statistics.median(times), counter.count
+        return statistics.median(times), trips(counter.count, before)
 
     populated, populated_trips = await page({})
     same = (await client.get("/bot-requests", params={"limit": 100})).json()["items"]
@@ -150,6 +179,7 @@ async def bench_page(client: httpx.AsyncClient, repeat: int) -> None:
     bare, bare_trips = await page({"populate": "none"})
     naive_times = []
     for _ in range(repeat):
+        before = server_ops()
         with db.count_round_trips() as counter, timed() as t:
             await naive_page(100)
         naive_times.append(t["seconds"])
@@ -157,14 +187,14 @@ async def bench_page(client: httpx.AsyncClient, repeat: int) -> None:
     row(
         "page of 100, populated",
         f"{populated * 1000:.1f} ms",
-        f"{populated_trips} trips",
+        populated_trips,
         f"{populated / bare:.2f}x unpopulated",
     )
-    row("page of 100, unpopulated", f"{bare * 1000:.1f} ms", f"{bare_trips} trips")
+    row("page of 100, unpopulated", f"{bare * 1000:.1f} ms", bare_trips)
     row(
         "page of 100, naive population",
         f"{naive * 1000:.1f} ms",
-        f"{counter.count} trips",
+        trips(counter.count, before),
         f"{naive / populated:.1f}x slower than populated",
     )
 
@@ -179,13 +209,15 @@ async def bench_thread(client: httpx.AsyncClient, w: dict, depth: int, repeat: i
     leaf = items[-1]
     times = []
     for _ in range(repeat):
+        before = server_ops()
         with db.count_round_trips() as counter, timed() as t:
             response = await client.get(f"/bot-requests/{leaf}/thread")
             assert len(response.json()["requests"]) == depth + 1
         times.append(t["seconds"])
-    endpoint, trips = statistics.median(times), counter.count
+    endpoint, endpoint_trips = statistics.median(times), trips(counter.count, before)
     naive_times = []
     for _ in range(repeat):
+        before = server_ops()
         with db.count_round_trips() as walk, timed() as t:
             doc = await BotRequest.get(leaf)
             chain = [await naive_populate(doc)]
@@ -198,12 +230,12 @@ async def bench_thread(client: httpx.AsyncClient, w: dict, depth: int, repeat: i
     row(
         f"thread of depth {depth}, endpoint (populated)",
         f"{endpoint * 1000:.1f} ms",
-        f"{trips} trips",
+        endpoint_trips,
     )
     row(
         f"thread of depth {depth}, walk originalRequest",
         f"{naive * 1000:.1f} ms",
-        f"{walk.count} trips",
+        trips(walk.count, before),
         "one query per step, each reference fetched by itself",
     )
 
@@ -311,7 +343,65 @@ async def bench_served(clients: int, per_client: int, ingest: int) -> None:
     )
 
 
-async def main(smoke: bool) -> None:
+async def bench_growth(sizes: list[int]) -> None:
+    """The embedded backend's cost as its data grows: no indexes, so every query scans
+    (and copies) the collection. Measured in one process, at each size in turn."""
+    settings = Settings(
+        mongodb_database="growth", BOTREQUESTS_AUTH="off", LOG_LEVEL="warning", _env_file=None
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://growth") as client:
+            w = await world(client, "growth")
+            stored = 0
+            for size in sizes:
+                while stored < size:
+                    count = min(1000, size - stored)
+                    items = [body(w, stored + i) for i in range(count)]
+                    response = await client.post("/bot-requests/batch", json={"items": items})
+                    assert response.json()["created"] == count
+                    stored += count
+                one = (await client.get("/bot-requests", params={"limit": 1})).json()["items"][0]
+                gets, pages = [], []
+                for _ in range(5):
+                    with timed() as t:
+                        (await client.get(f"/bot-requests/{one['id']}")).raise_for_status()
+                    gets.append(t["seconds"])
+                    with timed() as t:
+                        params = {"limit": 100, "bot": w["bots"][0]["id"]}
+                        (await client.get("/bot-requests", params=params)).raise_for_status()
+                    pages.append(t["seconds"])
+                row(
+                    f"embedded, {size:,} requests stored",
+                    f"GET by id {statistics.median(gets) * 1000:.1f} ms",
+                    "",
+                    f"filtered page of 100 {statistics.median(pages) * 1000:.1f} ms",
+                )
+
+
+async def main(smoke: bool, backend: str) -> None:
+    if backend == "wire":
+        sys.path.insert(0, str(ROOT))
+        from tests.wire import wire_server
+
+        with wire_server() as server:
+            os.environ["MONGODB_URI"] = server.uri  # for `botrequests serve` too
+            SERVER_OPS["uri"] = server.uri
+            await run(smoke, f"SecantusDB {server_version(server.uri)} (wire protocol)")
+        return
+    await run(smoke, "MongoDB" if os.environ.get("MONGODB_URI") else "embedded (mongomock)")
+
+
+def server_version(uri: str) -> str:
+    from pymongo import MongoClient
+
+    with MongoClient(uri) as probe:
+        info = probe.admin.command("buildInfo")
+    return str(info.get("secantusVersion", info["version"]))
+
+
+async def run(smoke: bool, backend: str) -> None:
     uri = os.environ.get("MONGODB_URI", "")
     # Access control off: an API key adds one indexed lookup (one round trip) per call.
     settings = Settings(
@@ -332,8 +422,9 @@ async def main(smoke: bool) -> None:
         if uri:
             await app.state.mongo.drop_database(settings.mongodb_database)
     await bench_served(2 if smoke else 8, 5 if smoke else 250, 10 if smoke else 300)
+    if not uri:
+        await bench_growth([100, 300] if smoke else [1_000, 10_000, 30_000])
 
-    backend = "MongoDB" if uri else "embedded (mongomock)"
     print(
         f"\nbotrequests benchmark — backend: {backend}; {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}\n"
@@ -347,5 +438,13 @@ async def main(smoke: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, no meaningful timing")
+    parser.add_argument(
+        "--backend",
+        choices=["embedded", "wire"],
+        default="embedded",
+        help="wire: start a SecantusDB server (pip install -e '.[test]') and run against it; "
+        "MONGODB_URI=... runs against any other server",
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one log line per request skews timing
-    asyncio.run(main(parser.parse_args().smoke))
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.smoke, arguments.backend))

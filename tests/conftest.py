@@ -24,7 +24,7 @@ LANES = ["embedded"] + ([] if os.environ.get("WIRE", "on") == "off" else ["wire"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    skip = pytest.mark.skip(reason="runs on the wire lane only (a real server's planner)")
+    skip = pytest.mark.skip(reason="runs on the wire lane only (needs a real server)")
     for item in items:
         lane = getattr(item, "callspec", None) and item.callspec.params.get("lane")
         if "realmongo" in item.keywords and lane != "wire":

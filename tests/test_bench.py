@@ -25,6 +25,7 @@ def test_bench_smoke_prints_the_table():
         "thread of depth 5, endpoint",
         "GET /bot-requests/{id}, botrequests serve",
         "bare FastAPI endpoint",
+        "embedded, 300 requests stored",
     ):
         assert name in table
     assert "| page of 100, populated |" in table

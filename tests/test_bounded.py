@@ -262,3 +262,20 @@ async def test_stats_answer_bounded_to_the_largest_groups(client, raw, monkeypat
     body = (await client.get("/bot-requests/stats", params={"groupBy": "sessionKey"})).json()
     assert len(body["items"]) == 7
     assert body["truncated"] is False
+
+
+async def test_embedded_backend_warns_once_when_it_grows_large(app, raw, caplog, monkeypatch):
+    if not app.state.settings.embedded:
+        pytest.skip("about the embedded backend")
+    from botrequests import embedded
+
+    monkeypatch.setattr(embedded, "GROWTH_WARNING_DOCUMENTS", 50)
+    monkeypatch.setattr(embedded, "_warned", set())
+    caplog.set_level("WARNING", logger="botrequests.db")
+    await raw.botrequests.insert_many([{"n": i} for i in range(40)])
+    assert "MONGODB_URI" not in caplog.text
+    await raw.botrequests.insert_many([{"n": i} for i in range(20)])
+    await raw.botrequests.insert_one({"n": 99})
+    warnings = [r for r in caplog.records if "MONGODB_URI" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "60 documents in botrequests" in warnings[0].getMessage()
