@@ -161,7 +161,7 @@ def _progress(command: str) -> Callable[[int, int, int], None]:
 async def _run_command(args: argparse.Namespace, settings: Settings, client: Any) -> int:
     from pathlib import Path
 
-    from botrequests import db, importer, threads
+    from botrequests import db, importer, repair
 
     await db.init_db(client, settings)
     if args.command == "import":
@@ -175,11 +175,11 @@ async def _run_command(args: argparse.Namespace, settings: Settings, client: Any
         return 0
     if args.command == "create-api-key":
         return await _create_api_key(args.organization)
-    repairs = await threads.repair_related_requests(_progress("repair-threads"))
-    for repair in repairs:
+    repairs = await repair.repair_related_requests(_progress("repair-threads"))
+    for fixed in repairs:
         print(
-            f"{repair.id}: added {repair.added}, removed {repair.removed}, "
-            f"deduplicated {repair.deduplicated}"
+            f"{fixed.id}: added {fixed.added}, removed {fixed.removed}, "
+            f"deduplicated {fixed.deduplicated}"
         )
     print(f"{len(repairs)} request(s) repaired")
     return 0

@@ -1,4 +1,4 @@
-"""Recording bot requests: one (`create`) or a batch (`create_batch`).
+"""Recording a bot request (`create`), and the steps a batch shares (`batch.py`).
 
 Both check every reference of every item with one query per referenced collection, check
 and normalise `inputs` against the bot's definitions, render the bot's `promptTemplate`
@@ -19,10 +19,9 @@ from typing import Any
 
 from beanie import PydanticObjectId
 from beanie.operators import AddToSet, Set
-from pydantic import ValidationError
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
-from botrequests import db, populate, prompts
+from botrequests import populate, prompts
 from botrequests.auth import owned, scoped
 from botrequests.documents import Bot, BotRequest, File
 from botrequests.errors import Conflict, InvalidInput
@@ -52,7 +51,7 @@ def build(body: BotRequestCreate, client_ip: str | None, loc: list) -> Item:
     fields = owned(body.model_dump(exclude_unset=True))
     if "ip" not in fields:
         if not client_ip:
-            return Item(None, [_error([*loc, "ip"], "no ip given and no client address")])
+            return Item(None, [item_error([*loc, "ip"], "no ip given and no client address")])
         fields["ip"] = client_ip
     moment = now()
     # The body was validated field by field already: construct, don't validate again.
@@ -69,7 +68,7 @@ def build(body: BotRequestCreate, client_ip: str | None, loc: list) -> Item:
     return Item(doc)
 
 
-def _error(loc: list, msg: str) -> dict[str, Any]:
+def item_error(loc: list, msg: str) -> dict[str, Any]:
     return {"loc": loc, "msg": msg, "type": "value_error"}
 
 
@@ -101,10 +100,10 @@ async def check(items: list[Item], locs: list[list]) -> dict[str, dict]:
             for index, ref in enumerate(values):
                 if ref is not None and str(ref) not in found[path]:
                     where = [*loc, path, index] if isinstance(value, list) else [*loc, path]
-                    item.errors.append(_error(where, f"{_LABELS[path]} {ref} does not exist"))
+                    item.errors.append(item_error(where, f"{_LABELS[path]} {ref} does not exist"))
         if doc.originalRequest in originals:
             item.errors.append(
-                _error(
+                item_error(
                     [*loc, "originalRequest"],
                     f"bot request {doc.originalRequest} does not exist",
                 )
@@ -128,14 +127,14 @@ async def check(items: list[Item], locs: list[list]) -> dict[str, dict]:
             try:
                 doc.prompt = prompts.render(bot.promptTemplate, inputs)
             except prompts.PromptTooLong as exc:
-                item.errors.append(_error([*loc, "inputs"], str(exc)))
+                item.errors.append(item_error([*loc, "inputs"], str(exc)))
         if bot.creditCost is not None:
             doc.credits = bot.creditCost
     if file_refs:
         missing = await missing_ids(File, list({PydanticObjectId(ref) for _, _, ref in file_refs}))
         for item, loc, ref in file_refs:
             if PydanticObjectId(ref) in missing:
-                item.errors.append(_error(loc, f"file {ref} does not exist"))
+                item.errors.append(item_error(loc, f"file {ref} does not exist"))
     return found
 
 
@@ -182,7 +181,7 @@ async def create(body: BotRequestCreate, client_ip: str | None) -> dict[str, Any
             raise
         # A retry of a request already recorded: finish what the first attempt may not
         # have (its attachment to the original), then say which request it is.
-        stored = (await _existing([item.doc])).get(_key_of(item.doc))
+        stored = (await stored_with_keys([item.doc])).get(key_of(item.doc))
         if stored is None:
             raise
         await attach_followups([stored], only_missing=True)
@@ -194,59 +193,12 @@ async def create(body: BotRequestCreate, client_ip: str | None) -> dict[str, Any
     return populate.apply(dump(item.doc), found)
 
 
-# --- batch -------------------------------------------------------------------------------
-
-
-async def create_batch(bodies: list[Any], client_ip: str | None) -> dict[str, Any]:
-    """Record many interactions: per item its id or its errors; one bad item does not stop
-    the others. Items with a `requestKey` already stored answer that request's id
-    (`"status": "existing"`), so a retried batch writes each item once."""
-    items: list[Item] = []
-    for index, raw in enumerate(bodies):
-        try:
-            body = BotRequestCreate.model_validate(raw)
-        except ValidationError as exc:
-            errors = [
-                _error([index, *error["loc"]], error["msg"])
-                for error in exc.errors(include_url=False)
-            ]
-            items.append(Item(None, errors))
-            continue
-        items.append(build(body, client_ip, [index]))
-    keyed = [item.doc for item in items if item.doc and item.doc.requestKey]
-    existing = await _existing(keyed)
-    seen_keys: set[tuple] = set()
-    for index, item in enumerate(items):
-        key = _key_of(item.doc) if item.doc else None
-        if key is not None and key in seen_keys and key not in existing:
-            item.errors.append(_error([index, "requestKey"], "requestKey repeated in batch"))
-        if key is not None:
-            seen_keys.add(key)
-    fresh = [
-        (index, item)
-        for index, item in enumerate(items)
-        if item.doc is not None and not item.errors and _key_of(item.doc) not in existing
-    ]
-    await check([item for _, item in fresh], [[index] for index, _ in fresh])
-    to_insert = [(index, item) for index, item in fresh if not item.errors]
-    raced = await _insert_many(to_insert)
-    if raced:
-        existing |= await _existing(raced)
-    written = [item.doc for _, item in to_insert if not item.errors and item.doc]
-    # Items answered "existing" are finished exactly as created ones: a first attempt
-    # that stored them but died (or timed out) before attaching them gets that done now.
-    await asyncio.gather(
-        attach_followups(written), attach_followups(list(existing.values()), only_missing=True)
-    )
-    return _batch_answer(items, existing)
-
-
-def _key_of(doc: BotRequest) -> tuple | None:
+def key_of(doc: BotRequest) -> tuple | None:
     """A request's idempotency key: unique within its organization."""
     return None if doc.requestKey is None else (doc.organization, doc.requestKey)
 
 
-async def _existing(docs: list[BotRequest]) -> dict[tuple, "_Stored"]:
+async def stored_with_keys(docs: list[BotRequest]) -> dict[tuple, "Stored"]:
     """The stored requests that hold the keys of `docs` (one query), by key."""
     wanted: dict[Any, set[str]] = defaultdict(set)
     for doc in docs:
@@ -259,69 +211,11 @@ async def _existing(docs: list[BotRequest]) -> dict[tuple, "_Stored"]:
     ]
     query = scoped(BotRequest, clauses[0] if len(clauses) == 1 else {"$or": clauses})
     most = sum(len(keys) for keys in wanted.values())
-    rows = await BotRequest.find(query, batch_size=most + 1).project(_Stored).to_list()
+    rows = await BotRequest.find(query, batch_size=most + 1).project(Stored).to_list()
     return {(row.organization, row.requestKey): row for row in rows}
 
 
-async def _insert_many(items: list[tuple[int, Item]]) -> list[BotRequest]:
-    """One unordered `insert_many`; an item whose `requestKey` was written meanwhile (a
-    concurrent retry) is a duplicate-key error for that item alone. Returns those."""
-    if not items:
-        return []
-    # pydantic's own (compiled) dump of each document rather than Beanie's Python encoder:
-    # the same stored document (same keys, order and BSON types; tests/test_batch.py
-    # compares them) at half the cost, which is most of a batch's time per item.
-    stored = [
-        item.doc.model_dump(by_alias=True, exclude_none=True) for _, item in items if item.doc
-    ]
-    try:
-        await db.insert_raw(BotRequest, stored)
-    except BulkWriteError as exc:
-        raced = []
-        for error in exc.details.get("writeErrors", []):
-            index, item = items[error["index"]]
-            if error.get("code") == 11000 and item.doc and item.doc.requestKey:
-                raced.append(item.doc)
-                # Answered "existing" when the key is this organization's (a racing
-                # retry); otherwise this error stands.
-                item.errors.append(
-                    {"loc": [index, "requestKey"], "msg": "requestKey already used", "type": "dup"}
-                )
-            else:
-                item.errors.append(_error([index], error.get("errmsg", "write failed")))
-        return raced
-    return []
-
-
-def _batch_answer(items: list[Item], existing: dict[tuple, "_Stored"]) -> dict[str, Any]:
-    out, counts = [], {"created": 0, "existing": 0, "failed": 0}
-    for index, item in enumerate(items):
-        key = _key_of(item.doc) if item.doc else None
-        if (
-            key is not None
-            and key in existing
-            and (not item.errors or item.errors[0].get("type") == "dup")
-        ):
-            out.append({"index": index, "status": "existing", "id": str(existing[key].id)})
-            counts["existing"] += 1
-        elif item.errors or item.doc is None:
-            errors = [
-                {"index": index, "field": _field(e["loc"]), "reason": e["msg"]} for e in item.errors
-            ]
-            out.append({"index": index, "status": "error", "errors": errors})
-            counts["failed"] += 1
-        else:
-            out.append({"index": index, "status": "created", "id": str(item.doc.id)})
-            counts["created"] += 1
-    return {"items": out, **counts}
-
-
-def _field(loc: list) -> str:
-    """`[3, "images", 1]` → `images.1` (the item index is given on its own)."""
-    return ".".join(str(part) for part in loc[1:])
-
-
-class _Stored(populate.Projection):
+class Stored(populate.Projection):
     """What a retry needs of a stored request: its id, key and original."""
 
     organization: PydanticObjectId | None = None

@@ -14,14 +14,11 @@ reached the root. Past the depth cap the answer is cut and says `"truncated": tr
 import base64
 import binascii
 import json
-from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from beanie import PydanticObjectId
-from beanie.operators import AddToSet, Pull
 from bson import ObjectId
 from bson.errors import InvalidId
 
@@ -247,83 +244,3 @@ async def thread(
         "cycle": up.cycle,
         "next": following,
     }
-
-
-# --- repair -----------------------------------------------------------------------------
-
-
-@dataclass
-class Repair:
-    id: str
-    added: list[str]
-    removed: list[str]
-    deduplicated: list[str]
-
-
-REPAIR_BATCH = 500
-
-
-async def repair_related_requests(
-    progress: Callable[[int, int, int], None] | None = None, batch: int = REPAIR_BATCH
-) -> list[Repair]:
-    """Rebuild every `relatedRequests` from the `originalRequest`s that point at it.
-
-    Works through the collection in `_id` order, `batch` requests at a time: two bounded
-    queries per batch (the requests, then their follow-ups through the `originalRequest`
-    index), then an update for each request whose list differs. `progress(checked, total,
-    repaired)` is called after each batch. Idempotent, and safe to stop and re-run.
-    Uses `$addToSet` / `$pull` of the differences only, so a follow-up attached while the
-    repair runs is never lost (a whole-list `$set` could drop it).
-    """
-    total = await db.count(BotRequest, {})
-    repairs: list[Repair] = []
-    checked, last_id = 0, None
-    while True:
-        holders = await db.find_raw(
-            BotRequest,
-            {"_id": {"$gt": last_id}} if last_id is not None else {},
-            {"relatedRequests": 1},
-            sort=[("_id", 1)],
-            limit=batch,
-            batch_size=batch + 1,
-        )
-        if not holders:
-            break
-        ids = [holder["_id"] for holder in holders]
-        children: dict[Any, set] = defaultdict(set)
-        for child in await db.find_raw(
-            BotRequest, {"originalRequest": {"$in": ids}}, {"originalRequest": 1}
-        ):
-            children[child["originalRequest"]].add(child["_id"])
-        for holder in holders:
-            repair = await _repair_one(holder, children.get(holder["_id"], set()))
-            if repair is not None:
-                repairs.append(repair)
-        checked, last_id = checked + len(holders), ids[-1]
-        if progress is not None:
-            progress(checked, max(total, checked), len(repairs))
-        if len(holders) < batch:
-            break
-    return repairs
-
-
-async def _repair_one(holder: dict[str, Any], want: set) -> Repair | None:
-    listed = list(holder.get("relatedRequests") or [])
-    counts = Counter(listed)
-    removed = sorted({item for item in counts if item not in want}, key=str)
-    duplicated = sorted({item for item, n in counts.items() if n > 1 and item in want}, key=str)
-    added = sorted(want - set(counts), key=str)
-    if not (removed or duplicated or added):
-        return None
-    query = BotRequest.find_one(BotRequest.id == holder["_id"])
-    if removed or duplicated:
-        # `$pull` takes every copy of a duplicate; `$addToSet` below puts one back.
-        await query.update(Pull({"relatedRequests": {"$in": removed + duplicated}}))
-    if added or duplicated:
-        await query.update(AddToSet({"relatedRequests": {"$each": added + duplicated}}))
-    return Repair(
-        str(holder["_id"]),
-        [str(i) for i in added],
-        [str(i) for i in removed],
-        [str(i) for i in duplicated],
-    )

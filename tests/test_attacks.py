@@ -14,7 +14,7 @@ import httpx
 import pytest
 from bson import ObjectId
 
-from botrequests import bodyguard, db, threads
+from botrequests import bodyguard, db, repair
 from botrequests.config import Settings
 from tests.factories import record, request_body, seed_world, template_bot
 from tests.servers import ROOT
@@ -440,14 +440,14 @@ async def test_repair_threads_works_in_batches_with_progress(client, raw):
         {"$set": {"relatedRequests": [ObjectId(kids[0]["id"])] * 3 + [ObjectId()]}},
     )
     seen = []
-    repairs = await threads.repair_related_requests(
+    repairs = await repair.repair_related_requests(
         lambda done, total, changed: seen.append((done, total, changed)), batch=5
     )
     assert [r.id for r in repairs] == [root["id"]]
     assert seen == [(5, 13, 1), (10, 13, 1), (13, 13, 1)]
     stored = await raw.botrequests.find_one({"_id": ObjectId(root["id"])})
     assert sorted(map(str, stored["relatedRequests"])) == sorted(k["id"] for k in kids)
-    assert await threads.repair_related_requests(batch=5) == []
+    assert await repair.repair_related_requests(batch=5) == []
 
 
 def test_repair_threads_database_failure_is_one_line_and_exit_1():

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bson import ObjectId
 
-from botrequests import db, threads
+from botrequests import db, repair
 from tests.factories import record, seed_world
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -231,7 +231,7 @@ async def test_repair_threads_rebuilds_related_requests_idempotently(client, raw
             raw_request(kid2, parent, 2),
         ]
     )
-    repairs = await threads.repair_related_requests()
+    repairs = await repair.repair_related_requests()
     assert len(repairs) == 1
     assert repairs[0].id == str(parent)
     assert repairs[0].added == [str(kid2)]
@@ -241,7 +241,7 @@ async def test_repair_threads_rebuilds_related_requests_idempotently(client, raw
     assert sorted(stored["relatedRequests"]) == sorted([kid1, kid2])
     assert stored["userAgent"] == "x"
     assert stored["__v"] == 0
-    assert await threads.repair_related_requests() == []
+    assert await repair.repair_related_requests() == []
 
 
 @pytest.mark.parametrize("scope", ["thread", "chain"])

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from botrequests import analytics, ingest, populate, threads
+from botrequests import analytics, batch, ingest, populate, threads
 from botrequests import botrequest_service as service
 from botrequests.deps import JSON, BotRequestDep, ObjectIdPath, PopulatePaths, SettingsDep
 from botrequests.errors import PayloadTooLarge
@@ -43,7 +43,7 @@ async def create_bot_request_batch(
             f"{len(body.items)} items; a batch takes at most {settings.batch_max_items}"
         )
     client_ip = request.client.host if request.client else None
-    return JSON(await ingest.create_batch(body.items, client_ip))
+    return JSON(await batch.create_batch(body.items, client_ip))
 
 
 @router.get("", response_model=BotRequestPage)
