@@ -122,11 +122,24 @@ async def insert_chain(raw, bot: ObjectId, length: int) -> list[ObjectId]:
     return ids
 
 
-async def test_health_answers_while_a_long_embedded_thread_lookup_runs(client, raw, app):
+async def test_health_answers_while_a_long_embedded_thread_lookup_runs(
+    client, raw, app, monkeypatch
+):
     if not app.state.settings.embedded:
         pytest.skip("about the embedded backend's event loop")
+    import mongomock.collection
+
     world = await seed_world(client)
-    ids = await insert_chain(raw, ObjectId(world["bot"]["id"]), 800)
+    ids = await insert_chain(raw, ObjectId(world["bot"]["id"]), 50)
+    # A lookup that keeps the embedded database busy for 2 s (as a scan of a large
+    # collection does): mongomock's own code, blocking, wherever it runs.
+    original = mongomock.collection.Collection.aggregate
+
+    def slow_aggregate(self, *args, **kwargs):
+        time.sleep(2)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(mongomock.collection.Collection, "aggregate", slow_aggregate)
     lookup = asyncio.create_task(
         client.get(f"/bot-requests/{ids[-1]}/thread", params={"populate": "none"})
     )
@@ -139,7 +152,18 @@ async def test_health_answers_while_a_long_embedded_thread_lookup_runs(client, r
     assert waited < 1.0  # on the loop, mongomock made /healthz wait for the whole lookup
     thread = await lookup
     assert thread.status_code == 200
-    assert len(thread.json()["requests"]) == 800
+    assert len(thread.json()["requests"]) == 50
+
+
+async def test_embedded_thread_of_a_thousand_is_quick(client, raw, app):
+    """The embedded `$graphLookup` follows an index built once per stage, not a scan per
+    document reached (a chain of 1 000 took 15 s)."""
+    world = await seed_world(client)
+    ids = await insert_chain(raw, ObjectId(world["bot"]["id"]), 1000)
+    started = time.perf_counter()
+    thread = await client.get(f"/bot-requests/{ids[500]}/thread", params={"populate": "none"})
+    assert time.perf_counter() - started < 10  # generous: well under a second here
+    assert [r["depth"] for r in thread.json()["requests"]] == list(range(1000))
 
 
 # --- thread answers are bounded -------------------------------------------------------------
