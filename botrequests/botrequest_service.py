@@ -1,17 +1,13 @@
 """Service functions for bot requests: record the outcome later, filtered pages."""
 
-import base64
-import binascii
 import hashlib
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from beanie.operators import Set, Unset
 from bson import ObjectId
-from bson.errors import InvalidId
 
-from botrequests import db, populate
+from botrequests import cursors, db, populate
 from botrequests.auth import scoped
 from botrequests.documents import BotRequest
 from botrequests.errors import InvalidInput
@@ -94,37 +90,15 @@ def _fingerprint(query: dict[str, Any]) -> str:
     return hashlib.sha256(repr(sorted(query.items())).encode()).hexdigest()[:12]
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-
-
 def encode_cursor(doc: BotRequest, query: dict[str, Any]) -> str:
-    created = doc.createdAt or _EPOCH
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
-    # Whole milliseconds by integer arithmetic (all a BSON date holds): a float of
-    # seconds is off by one ms for some dates, and the cursor would skip a row there.
-    raw = json.dumps({"t": (created - _EPOCH) // _MS, "i": str(doc.id), "q": _fingerprint(query)})
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    created = cursors.to_ms(doc.createdAt or cursors.EPOCH)
+    return cursors.encode({"t": created, "i": str(doc.id), "q": _fingerprint(query)})
 
 
 def decode_cursor(cursor: str, query: dict[str, Any]) -> tuple[datetime, ObjectId]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-        if not isinstance(data, dict) or not isinstance(data.get("t"), int):
-            raise ValueError("not a cursor")
-        moment = _EPOCH + data["t"] * _MS
-        last_id, fingerprint = ObjectId(str(data["i"])), data["q"]
-    except (
-        binascii.Error,
-        ValueError,
-        TypeError,
-        KeyError,
-        OverflowError,
-        InvalidId,
-    ) as exc:
-        raise InvalidInput(["query", "cursor"], "malformed cursor") from exc
+    moment, last_id, fingerprint = cursors.decode(
+        cursor, lambda data: (cursors.from_ms(data["t"]), ObjectId(str(data["i"])), data["q"])
+    )
     if fingerprint != _fingerprint(query):
         raise InvalidInput(["query", "cursor"], "this cursor belongs to a different query")
     return moment, last_id

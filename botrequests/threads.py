@@ -11,24 +11,18 @@ the answer says `"cycle": true`. A parent that does not exist makes the topmost 
 reached the root. Past the depth cap the answer is cut and says `"truncated": true`.
 """
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from beanie import PydanticObjectId
 from bson import ObjectId
-from bson.errors import InvalidId
 
-from botrequests import db, populate
+from botrequests import cursors, db, populate
 from botrequests.auth import scoped, visible
 from botrequests.documents import BotRequest
 from botrequests.errors import InvalidInput, not_found
 from botrequests.serialize import dump
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _graph(start_with: str, from_field: str, to_field: str, max_depth: int) -> dict[str, Any]:
@@ -48,7 +42,7 @@ def _graph(start_with: str, from_field: str, to_field: str, max_depth: int) -> d
 def _created(raw: dict[str, Any]) -> datetime:
     value = raw.get("createdAt")
     if not isinstance(value, datetime):
-        return _EPOCH
+        return cursors.EPOCH
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -177,28 +171,22 @@ def _parse(raw: dict[str, Any]) -> BotRequest:
 
 def encode_cursor(root: dict[str, Any], depth: int, raw: dict[str, Any]) -> str:
     created = raw.get("createdAt")
-    moment = (
-        (_created(raw) - _EPOCH) // timedelta(milliseconds=1)
-        if isinstance(created, datetime)
-        else None
-    )
+    moment = cursors.to_ms(created) if isinstance(created, datetime) else None
     data = {"r": str(root["_id"]), "l": depth - 1, "t": moment, "i": str(raw["_id"])}
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    return cursors.encode(data)
+
+
+def _read_position(data: dict[str, Any]) -> tuple[ObjectId, tuple]:
+    level, moment = data["l"], data["t"]
+    if not isinstance(level, int):
+        raise ValueError("not a cursor")
+    created = None if moment is None else cursors.from_ms(moment)
+    return ObjectId(str(data["r"])), (level, created, ObjectId(str(data["i"])))
 
 
 def decode_cursor(cursor: str) -> tuple[ObjectId, tuple]:
     """(root id, (level, createdAt, _id)); 422 for anything else."""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(data, dict):
-            raise ValueError("not a cursor")
-        level, moment = data["l"], data["t"]
-        if not isinstance(level, int) or not (moment is None or isinstance(moment, int)):
-            raise ValueError("not a cursor")
-        created = None if moment is None else _EPOCH + moment * timedelta(milliseconds=1)
-        return ObjectId(str(data["r"])), (level, created, ObjectId(str(data["i"])))
-    except (binascii.Error, ValueError, TypeError, KeyError, OverflowError, InvalidId) as exc:
-        raise InvalidInput(["query", "cursor"], "malformed thread cursor") from exc
+    return cursors.decode(cursor, _read_position, "thread cursor")
 
 
 async def thread(
