@@ -75,34 +75,72 @@ def create_app(config: Settings | None = None) -> FastAPI:
 
 async def _database_ready(request: Request) -> None:
     if not request.app.state.db_ready:
-        raise Unavailable("database unavailable, try again shortly")
+        raise Unavailable(
+            f"database unavailable ({request.app.state.db_problem}); try again shortly"
+        )
 
 
 async def _start_database(app: FastAPI, client: object, config: Settings) -> bool:
     """Bind Beanie and create indexes. If the database cannot be reached the service still
     starts (data endpoints answer 503, /readyz too) and keeps retrying in the background,
-    so it recovers by itself when the database comes back."""
+    so it recovers by itself when the database comes back. Any other failure with the
+    database reachable (e.g. authentication) stops start-up with that one error."""
     app.state.db_ready = False
+    app.state.db_problem = "starting"
+    app.state.index_shortfall = []
     try:
-        await db.init_db(client, config)
+        app.state.index_shortfall = await db.init_db(client, config)
     except (ConnectionFailure, OSError) as exc:
+        app.state.db_problem = f"unreachable ({type(exc).__name__})"
         log.error("database unreachable at start-up (%s); retrying", type(exc).__name__)
-
-        async def retry() -> None:
-            while True:
-                await asyncio.sleep(max(config.mongodb_timeout_ms / 1000, 1))
-                try:
-                    await db.init_db(client, config)
-                except (ConnectionFailure, OSError):
-                    continue
-                app.state.db_ready = True
-                log.info("database reachable again")
-                return
-
-        app.state.db_retry = asyncio.create_task(retry())
+        task = asyncio.create_task(_retry_start(app, client, config))
+        task.add_done_callback(_report_retry_end)
+        app.state.db_retry = task
         return False
+    except Exception as exc:
+        log.error("database start-up failed: %s: %s", type(exc).__name__, exc)
+        raise
     app.state.db_ready = True
+    app.state.db_problem = None
     return True
+
+
+RETRY_MAX_S = 30.0
+
+
+async def _retry_start(app: FastAPI, client: object, config: Settings) -> None:
+    """Retry start-up until it succeeds, backing off to RETRY_MAX_S. Every failure keeps
+    the loop going (an index conflict once ended it silently) and is logged when it
+    differs from the last one; /readyz says what is failing meanwhile."""
+    delay = max(config.mongodb_timeout_ms / 1000, 1)
+    last = None
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            app.state.index_shortfall = await db.init_db(client, config)
+        except Exception as exc:
+            unreachable = isinstance(exc, ConnectionFailure | OSError)
+            problem = (
+                f"unreachable ({type(exc).__name__})"
+                if unreachable
+                else f"start-up failed: {type(exc).__name__}: {exc}"[:500]
+            )
+            app.state.db_problem = problem
+            if problem != last:
+                log.error("database %s; retrying (every %.0f s at most)", problem, RETRY_MAX_S)
+                last = problem
+            delay = min(delay * 2, RETRY_MAX_S)
+            continue
+        app.state.db_problem = None
+        app.state.db_ready = True
+        log.info("database reachable again: ready")
+        return
+
+
+def _report_retry_end(task: asyncio.Task) -> None:
+    """The retry loop catches every error; this says so if something still ends it."""
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("database start-up retry stopped: %r", task.exception())
 
 
 async def _bootstrap_development_key(config: Settings) -> None:

@@ -13,8 +13,9 @@ from typing import Any
 from beanie import Document, init_beanie
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import monitoring, uri_parser
-from pymongo.errors import CollectionInvalid
+from pymongo.errors import CollectionInvalid, OperationFailure
 
+from botrequests import indexes
 from botrequests.config import Settings
 from botrequests.documents import DOCUMENT_MODELS, Bot, BotRequest
 
@@ -144,8 +145,9 @@ _ONE_REPLY = 100_000
 _limits = {"query_timeout_ms": Settings.model_fields["query_timeout_ms"].default}
 
 
-async def init_db(client: Any, settings: Settings) -> None:
-    """Bind the Beanie documents to the database and create their indexes."""
+async def init_db(client: Any, settings: Settings) -> list[indexes.Decision]:
+    """Bind the Beanie documents to the database and create their indexes; returns the
+    indexes that could not be made as wanted (each already logged, with its cost)."""
     _limits["query_timeout_ms"] = settings.query_timeout_ms
     database = client[settings.mongodb_database]
     # Every collection exists before the first write: creating one implicitly while
@@ -156,8 +158,51 @@ async def init_db(client: Any, settings: Settings) -> None:
         if name not in existing:
             with contextlib.suppress(CollectionInvalid):  # another worker made it meanwhile
                 await database.create_collection(name)
-    await init_beanie(database=database, document_models=DOCUMENT_MODELS)
+    # Beanie would create the indexes in one call that fails on the first conflict with
+    # an index another application made; ensure_indexes compares each first.
+    await init_beanie(database=database, document_models=DOCUMENT_MODELS, skip_indexes=True)
+    shortfall = await ensure_indexes(database)
     await _retire_global_unique_indexes(database)
+    return shortfall
+
+
+async def ensure_indexes(database: Any) -> list[indexes.Decision]:
+    """Create each wanted index that is not there. One that conflicts with an existing
+    index (same keys under another name or with other options, or its name taken), or
+    that the server refuses (e.g. duplicates in the data for a unique one), is skipped:
+    one warning names every such index and what its absence costs."""
+    shortfall: list[indexes.Decision] = []
+    for model in DOCUMENT_MODELS:
+        wanted = list(getattr(model.Settings, "indexes", None) or [])
+        if not wanted:
+            continue
+        coll = database[model.Settings.name]
+        existing = await coll.index_information()
+        for index in wanted:
+            decision = indexes.decide(model.Settings.name, index, existing)
+            if decision.action == "create":
+                try:
+                    await coll.create_indexes([index])
+                    continue
+                except OperationFailure as exc:
+                    reason = (exc.details or {}).get("errmsg") or str(exc)
+                    decision = indexes.Decision(
+                        decision.collection,
+                        decision.name,
+                        "missing",
+                        f"the server refused it: {reason[:200]}",
+                        decision.cost,
+                    )
+            if decision.action == "equivalent" and not decision.cost:
+                log.info("index %s", decision.line())
+            elif decision.action != "present":
+                shortfall.append(decision)
+    if shortfall:
+        log.warning(
+            "indexes not created as wanted (the database's own stay untouched): %s",
+            "; ".join(decision.line() for decision in shortfall),
+        )
+    return shortfall
 
 
 async def _retire_global_unique_indexes(database: Any) -> None:
