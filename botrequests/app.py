@@ -36,7 +36,7 @@ def create_app(config: Settings | None = None) -> FastAPI:
         if ready and config.import_paths and config.embedded:
             paths = [Path(p) for p in config.import_paths.split(os.pathsep) if p]
             try:
-                report = await importer.load(paths)
+                report = await importer.load(paths, max_depth=config.max_json_depth)
             except importer.ImportFileError as exc:
                 log.error("import failed, nothing loaded from that file: %s", exc)
                 raise

@@ -67,31 +67,31 @@ def depth_exceeds(stripped: bytes, limit: int) -> bool:
     return False
 
 
-class _Bad:
+class Bad:
     """A value the hooks refused, left in the parsed tree to be found with its path."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
 
-def _constant(text: str) -> _Bad:
-    return _Bad(f"{text} is not a JSON number")
+def _constant(text: str) -> Bad:
+    return Bad(f"{text} is not a JSON number")
 
 
 def _float(text: str) -> Any:
     value = float(text)
-    return value if math.isfinite(value) else _Bad(f"number {text[:30]} is out of range")
+    return value if math.isfinite(value) else Bad(f"number {text[:30]} is out of range")
 
 
 def _int(text: str) -> Any:
     digits = text.lstrip("-")
     if len(digits) > 19 or int(text) > INT64_MAX or int(text) < -INT64_MAX - 1:
         shown = text if len(text) <= 30 else text[:30] + "…"
-        return _Bad(f"integer {shown} is out of range (64 bits at most)")
+        return Bad(f"integer {shown} is out of range (64 bits at most)")
     return int(text)
 
 
-def _has_surrogate(text: str) -> bool:
+def has_surrogate(text: str) -> bool:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -99,7 +99,7 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
-_SURROGATE = "holds a lone UTF-16 surrogate (such as \\ud800), which is not Unicode text"
+SURROGATE = "holds a lone UTF-16 surrogate (such as \\ud800), which is not Unicode text"
 
 
 def _find_bad(root: Any) -> tuple[list[str | int], str] | None:
@@ -108,19 +108,28 @@ def _find_bad(root: Any) -> tuple[list[str | int], str] | None:
     stack: list[tuple[list[str | int], Any]] = [([], root)]
     while stack:
         path, value = stack.pop()
-        if isinstance(value, _Bad):
+        if isinstance(value, Bad):
             return path, value.reason
         if isinstance(value, str):
-            if _has_surrogate(value):
-                return path, f"text {_SURROGATE}"
+            if has_surrogate(value):
+                return path, f"text {SURROGATE}"
         elif isinstance(value, dict):
             for key in reversed(list(value)):
-                if _has_surrogate(key):
-                    return path, f"a key {_SURROGATE}"
+                if has_surrogate(key):
+                    return path, f"a key {SURROGATE}"
                 stack.append(([*path, key], value[key]))
         elif isinstance(value, list):
             stack.extend(([*path, index], value[index]) for index in reversed(range(len(value))))
     return None
+
+
+# json.loads hooks that never convert a huge number and leave a `Bad` where JSON or
+# MongoDB cannot hold a value (also used by the importer).
+PARSE_HOOKS: dict[str, Any] = {
+    "parse_constant": _constant,
+    "parse_float": _float,
+    "parse_int": _int,
+}
 
 
 def unstorable(body: bytes, stripped: bytes) -> tuple[list[str | int], str] | None:
@@ -129,7 +138,7 @@ def unstorable(body: bytes, stripped: bytes) -> tuple[list[str | int], str] | No
     if not (_SUSPECT_NUMBER.search(stripped) or _SURROGATE_ESCAPE.search(body)):
         return None
     try:
-        parsed = json.loads(body, parse_constant=_constant, parse_float=_float, parse_int=_int)
+        parsed = json.loads(body, **PARSE_HOOKS)
     except (ValueError, RecursionError):
         return None
     return _find_bad(parsed)

@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--upsert", action="store_true", help="$set existing _ids instead of skipping them"
     )
+    load.add_argument(
+        "--partial",
+        action="store_true",
+        help="load the files that pass every check even if others are refused (exit 2); "
+        "without it one refused file loads nothing",
+    )
 
     key = commands.add_parser(
         "create-api-key", help="issue an API key for an organization and print it once"
@@ -167,12 +173,14 @@ async def _run_command(args: argparse.Namespace, settings: Settings, client: Any
     if args.command == "import":
         try:
             paths = [Path(p) for p in args.paths]
-            report = await importer.load(paths, args.collection, args.upsert)
+            report = await importer.load(
+                paths, args.collection, args.upsert, args.partial, settings.max_json_depth
+            )
         except importer.ImportFileError as exc:
             print(f"botrequests import: {exc}", file=sys.stderr)
             return 1
         print("\n".join(report.lines()))
-        return 0
+        return 2 if report.refused else 0
     if args.command == "create-api-key":
         return await _create_api_key(args.organization)
     repairs = await repair.repair_related_requests(_progress("repair-threads"))

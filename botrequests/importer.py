@@ -1,23 +1,24 @@
 """Load mongoexport files (Extended JSON, canonical or relaxed; one document per line or a
 JSON array) as they are, then report what the service could not serve.
 
-A malformed file (bad JSON or Extended JSON, an item that is not an object) loads nothing:
-every document of a file is parsed before any is written.
+Every document of every file is parsed and checked first (`importfile.py`): a refused
+file loads nothing, and neither do the others unless `--partial` is asked for.
 """
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from beanie import Document
-from bson import ObjectId, json_util
-from bson.errors import InvalidId
+from bson import ObjectId
 from pydantic import ValidationError
 
-from botrequests import db
+from botrequests import db, importfile
+from botrequests.config import settings
 from botrequests.documents import ENTITY_MODELS, Bot, BotRequest, File, Invoice, User
+
+ImportFileError = importfile.ImportFileError
 
 COLLECTIONS: dict[str, type[Document]] = {m.Settings.name: m for m in ENTITY_MODELS}
 
@@ -50,10 +51,6 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 _MODELS = {m.Settings.name: m for m in (User, Bot, File, Invoice, BotRequest)}
 
 
-class ImportFileError(Exception):
-    """A file that cannot be loaded; nothing of it was written."""
-
-
 @dataclass
 class Loaded:
     path: str
@@ -68,6 +65,7 @@ class Loaded:
 class Report:
     files: list[Loaded] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # "file:line: what"
+    refused: list[str] = field(default_factory=list)  # with --partial: not loaded, why
 
     def lines(self) -> list[str]:
         out = []
@@ -81,71 +79,59 @@ class Report:
             ]
         out += self.problems
         out.append(f"{len(self.problems)} document(s) the service cannot serve as they are")
+        if self.refused:
+            out += [f"refused, not loaded: {line}" for line in self.refused]
+            files = len({line.split(":")[0] for line in self.refused})
+            out.append(f"{files} file(s) refused and not loaded ({len(self.refused)} reasons)")
         return out
 
 
-def parse_file(path: Path, collection: str | None = None) -> Loaded:
+def parse_file(path: Path, collection: str | None, max_depth: int) -> Loaded | list[str]:
+    """A file's documents, checked (nothing written), or every reason it is refused."""
     name = collection or path.name.split(".")[0]
     if name not in COLLECTIONS:
-        raise ImportFileError(
+        return [
             f"{path}: unknown collection {name!r} (one of {', '.join(COLLECTIONS)}); "
             "name the file after its collection or pass --collection"
+        ]
+    read = importfile.read(path, name, max_depth)
+    return read.refusals or Loaded(read.path, name, read.docs)
+
+
+MAX_REFUSALS_SHOWN = 50
+
+
+async def load(
+    paths: list[Path],
+    collection: str | None = None,
+    upsert: bool = False,
+    partial: bool = False,
+    max_depth: int | None = None,
+) -> Report:
+    """Check every file first, then write, then check what was loaded. A refused file
+    (bad JSON or Extended JSON, a value the API would refuse) stops the whole import
+    before anything is written, or, with `partial`, only itself (listed in the report).
+
+    Writes are by `_id`, so an import cut short (a lost connection) is finished by running
+    it again: what is there is skipped (or `$set` again with `upsert`)."""
+    max_depth = max_depth or settings.max_json_depth
+    files: list[Loaded] = []
+    refused: list[str] = []
+    for path in paths:
+        parsed = parse_file(path, collection, max_depth)
+        if isinstance(parsed, Loaded):
+            files.append(parsed)
+        else:
+            refused += parsed
+    if refused and not partial:
+        shown = refused[:MAX_REFUSALS_SHOWN]
+        more = len(refused) - len(shown)
+        raise ImportFileError(
+            "\n".join(shown)
+            + (f"\n... and {more} more" if more else "")
+            + "\nnothing was loaded (--partial loads the files that were not refused)"
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ImportFileError(f"{path}: cannot read: {exc}") from exc
-    docs: list[tuple[int, Any]] = []
-    if text.lstrip().startswith("["):
-        try:
-            items = json_util.loads(text)
-        except (ValueError, TypeError, InvalidId) as exc:
-            line = getattr(exc, "lineno", "?")
-            raise ImportFileError(f"{path}:{line}: not valid (Extended) JSON: {exc}") from exc
-        # A JSON array: report items by the line they start on, where json can tell.
-        starts = _array_item_lines(text)
-        docs = [(starts[i] if i < len(starts) else i + 1, item) for i, item in enumerate(items)]
-    else:
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                docs.append((number, json_util.loads(line)))
-            except (ValueError, TypeError, InvalidId) as exc:
-                raise ImportFileError(f"{path}:{number}: not valid (Extended) JSON: {exc}") from exc
-    for number, doc in docs:
-        if not isinstance(doc, dict):
-            raise ImportFileError(f"{path}:{number}: a document must be a JSON object")
-        if "_id" in doc and not isinstance(doc["_id"], ObjectId | str | int):
-            raise ImportFileError(f"{path}:{number}: _id must be an ObjectId")
-    return Loaded(str(path), name, docs)
-
-
-def _array_item_lines(text: str) -> list[int]:
-    """The line each top-level item of a JSON array starts on."""
-    decoder = json.JSONDecoder()
-    lines, index = [], text.index("[") + 1
-    # Lines counted from the previous item on, not from the start: linear in the file.
-    counted, line = 0, 1
-    while True:
-        while index < len(text) and text[index] in " \t\r\n,":
-            index += 1
-        if index >= len(text) or text[index] == "]":
-            return lines
-        line += text.count("\n", counted, index)
-        counted = index
-        lines.append(line)
-        try:
-            _, index = decoder.raw_decode(text, index)
-        except ValueError:
-            return lines
-
-
-async def load(paths: list[Path], collection: str | None = None, upsert: bool = False) -> Report:
-    """Parse every file first (a malformed one raises before anything is written), then
-    write, then check what was loaded."""
-    files = [parse_file(path, collection) for path in paths]
-    report = Report(files)
+    report = Report(files, refused=refused)
     for loaded in files:
         model = COLLECTIONS[loaded.collection]
         for _, doc in loaded.docs:

@@ -257,7 +257,7 @@ async def test_slow_query_504_outage_503(client, monkeypatch, error, status):
 
 
 def test_import_array_item_lines_linear():
-    from botrequests.importer import _array_item_lines
+    from botrequests.importfile import item_lines as _array_item_lines
 
     text = "[\n" + ",\n".join(f'{{"a": {i}}}' for i in range(200_000)) + "\n]"
     started = time.perf_counter()

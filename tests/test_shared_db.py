@@ -3,15 +3,19 @@ a truthful /readyz, a start-up retry that never dies silently."""
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
-from botrequests import db
+from botrequests import db, importer
 from botrequests.app import create_app
 from tests.conftest import lane_settings
 from tests.wire import wire_server
@@ -177,3 +181,106 @@ async def test_start_up_down_then_up_with_conflicting_indexes(app, caplog):
         finally:
             await db.init_db(app.state.mongo, app.state.settings)
     assert "indexes not created as wanted" in caplog.text
+
+
+# --- hostile import files ---------------------------------------------------------------------
+
+GOOD_ORG = '{"_id": {"$oid": "649bc73858b7391cbaa555ff"}, "name": "A"}'
+GOOD_USER = '{"_id": {"$oid": "649bc73858b7391cbaa55600"}, "name": "U"}'
+HOSTILE_LINES = {
+    "integer past 64 bits": ('{"name": "B", "n": 123456789012345678901234567890}', "n: integer"),
+    "$numberLong out of range": (
+        '{"name": "B", "n": {"$numberLong": "99999999999999999999"}}',
+        "n: integer out of range",
+    ),
+    "bad $numberDecimal": (
+        '{"name": "B", "n": {"$numberDecimal": "abc"}}',
+        "n: not valid Extended JSON",
+    ),
+    "deep nesting": ('{"name": "B", "n": ' + "[" * 5000 + "]" * 5000 + "}", "nested deeper"),
+    "NUL in a key": ('{"name": "B", "a\\u0000b": 1}', "a\\u0000b: a key may not"),
+    "lone surrogate": ('{"name": "B\\ud800"}', "name: text holds a lone UTF-16 surrogate"),
+    "$date past year 9999": (
+        '{"name": "B", "createdAt": {"$date": {"$numberLong": "999999999999999999"}}}',
+        "createdAt: not valid Extended JSON",
+    ),
+    "$date string out of range": (
+        '{"name": "B", "createdAt": {"$date": "99999-01-01T00:00:00Z"}}',
+        "createdAt: not valid Extended JSON",
+    ),
+    "NaN": ('{"name": "B", "n": NaN}', "n: NaN is not a JSON number"),
+    "operator key": ('{"name": "B", "$where": "sleep(1000)"}', "$where: a key may not"),
+    "dotted key": ('{"name": "B", "inputs": {"a.b": 1}}', "inputs.a.b: a key may not"),
+    "nested integer": ('{"name": "B", "n": [1, {"m": 99999999999999999999}]}', "n.1.m: integer"),
+    "over 16 MiB": ('{"name": "' + "x" * (16 * 1024 * 1024) + '"}', "the document is 16777"),
+}
+
+
+def _write(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_LINES))
+async def test_import_hostile_file_refused_with_file_line_and_field_nothing_loaded(
+    tmp_path, raw, case
+):
+    line, expected = HOSTILE_LINES[case]
+    users = _write(tmp_path, "users.json", GOOD_USER + "\n")
+    orgs = _write(tmp_path, "organizations.json", f"{GOOD_ORG}\n{line}\n")
+    with pytest.raises(importer.ImportFileError) as refused:
+        await importer.load([users, orgs])
+    message = str(refused.value)
+    assert f"organizations.json:2: {expected}" in message, message[:500]
+    assert "Traceback" not in message
+    assert "nothing was loaded" in message
+    assert await raw.users.count_documents({}) == 0  # the good file before it too
+    assert await raw.organizations.count_documents({}) == 0
+
+
+async def test_import_array_file_names_the_item_line_and_field(tmp_path, raw):
+    text = '[\n  {"name": "A"},\n  {"name": "B", "n": {"$numberLong": "99999999999999999999"}}\n]'
+    path = _write(tmp_path, "organizations.json", text)
+    with pytest.raises(importer.ImportFileError, match=r"organizations.json:3: n: integer"):
+        await importer.load([path])
+    deep = "[" + "[" * 100 + "]" * 100 + "]"
+    path = _write(tmp_path, "organizations.json", deep)
+    with pytest.raises(importer.ImportFileError, match=r"organizations.json:1: nested deeper"):
+        await importer.load([path])
+    assert await raw.organizations.count_documents({}) == 0
+
+
+async def test_import_partial_loads_exactly_the_good_files_and_reports_the_rest(tmp_path, raw):
+    users = _write(tmp_path, "users.json", GOOD_USER + "\n")
+    orgs = _write(tmp_path, "organizations.json", f"{GOOD_ORG}\n" + '{"name": NaN}\n')
+    report = await importer.load([users, orgs], partial=True)
+    assert [Path(f.path).name for f in report.files] == ["users.json"]
+    assert await raw.users.count_documents({}) == 1
+    assert await raw.organizations.count_documents({}) == 0  # not even its good line
+    lines = "\n".join(report.lines())
+    assert "refused, not loaded: " in lines
+    assert "organizations.json:2: name: NaN is not a JSON number" in lines
+    assert "1 file(s) refused and not loaded" in lines
+
+
+def test_import_command_refuses_hostile_files_in_one_message_without_traceback(tmp_path):
+    """The command, as an operator runs it: exit 1 and every reason on stderr; with
+    --partial, exit 2 and the good file loaded (reported on stdout)."""
+    lines = [GOOD_ORG] + [line for line, _ in HOSTILE_LINES.values() if len(line) < 100_000]
+    orgs = _write(tmp_path, "organizations.json", "\n".join(lines) + "\n")
+    users = _write(tmp_path, "users.json", GOOD_USER + "\n")
+    env = {**os.environ, "MONGODB_URI": "", "BOTREQUESTS_AUTH": "off"}
+    command = [sys.executable, "-m", "botrequests", "import", str(users), str(orgs)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    for number in range(2, len(lines) + 1):
+        assert f"organizations.json:{number}: " in done.stderr
+    assert "nothing was loaded" in done.stderr
+    partial = subprocess.run(
+        [*command, "--partial"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert partial.returncode == 2, partial.stderr
+    assert "users.json: 1 inserted" in partial.stdout
+    assert "1 file(s) refused and not loaded" in partial.stdout

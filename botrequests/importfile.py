@@ -1,0 +1,198 @@
+"""Reading a mongoexport file for `botrequests import`: every document parsed and checked
+against the rules the API applies before anything is written (nothing here writes).
+
+A hostile file once crashed the import with a traceback, or left a first file loaded
+when a second was bad. Each refusal names file, line and field: nesting deeper than
+MAX_JSON_DEPTH (counted on the text, linearly, before Python's recursive parser sees it),
+integers past 64 bits (plain or `$numberLong`), NaN and Infinity, bad `$numberDecimal`,
+`$date` out of range, keys with NUL, '.' or a leading '$' (an operator, not a field),
+lone surrogates, and documents over MongoDB's 16 MiB.
+"""
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bson
+from bson import ObjectId, json_util
+
+from botrequests import bodyguard
+
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # MongoDB's BSON document limit
+# Extended JSON wraps values in objects (`{"$date": {"$numberLong": ...}}`): the text may
+# nest this much deeper than the document it stands for.
+_WRAPPER_LEVELS = 2
+_TOKENS = re.compile(r'"(?:[^"\\]++|\\.)*+"?|[\[\]{}]', re.DOTALL)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class ImportFileError(Exception):
+    """Files that cannot be loaded; nothing of them was written."""
+
+
+class _Refused(Exception):
+    def __init__(self, path: list[str | int], reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
+        self.reason = reason
+
+
+@dataclass
+class ReadFile:
+    path: str
+    collection: str
+    docs: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (line, document)
+    refusals: list[str] = field(default_factory=list)  # "file:line: field: reason"
+
+
+def read(path: Path, collection: str, max_depth: int) -> ReadFile:
+    """Every document of one file, or the reasons it cannot be loaded (all of them)."""
+    result = ReadFile(str(path), collection)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        result.refusals.append(f"{path}: cannot read: {exc}")
+        return result
+    items: list[tuple[int, Any]]
+    if text.lstrip().startswith("["):
+        # The whole array is parsed at once; its items are checked one by one.
+        items, parse = _array(result, text, max_depth), checked
+    else:
+        lines = enumerate(text.splitlines(), start=1)
+        items, parse = [(n, line) for n, line in lines if line.strip()], parse_line
+    for number, item in items:
+        try:
+            result.docs.append((number, parse(item, max_depth)))
+        except _Refused as refused:
+            where = ".".join(str(part) for part in refused.path)
+            result.refusals.append(
+                f"{path}:{number}: " + (f"{where}: " if where else "") + refused.reason
+            )
+    return result
+
+
+def _array(result: ReadFile, text: str, max_depth: int) -> list[tuple[int, Any]]:
+    """A JSON array's items (parsed, not yet converted) with the line each starts on."""
+    deep = too_deep(text, max_depth + _WRAPPER_LEVELS + 1)
+    if deep is not None:
+        line = text.count("\n", 0, deep) + 1
+        result.refusals.append(f"{result.path}:{line}: nested deeper than {max_depth} levels")
+        return []
+    try:
+        items = json.loads(text, **bodyguard.PARSE_HOOKS)
+    except ValueError as exc:
+        line = getattr(exc, "lineno", "?")
+        result.refusals.append(f"{result.path}:{line}: not valid JSON: {exc}")
+        return []
+    starts = item_lines(text)
+    return [(starts[i] if i < len(starts) else i + 1, item) for i, item in enumerate(items)]
+
+
+def too_deep(text: str, limit: int) -> int | None:
+    """The offset where brackets (outside strings) first nest deeper than `limit`, else
+    None. One pass over the tokens: linear, and it never recurses."""
+    depth = 0
+    for match in _TOKENS.finditer(text):
+        char = match.group()
+        if char in "[{":
+            depth += 1
+            if depth > limit:
+                return match.start()
+        elif char in "]}":
+            depth -= 1
+    return None
+
+
+def parse_line(text: str, max_depth: int) -> dict[str, Any]:
+    """One document from its line of text: depth first, then parsed, then `checked`."""
+    if too_deep(text, max_depth + _WRAPPER_LEVELS) is not None:
+        raise _Refused([], f"nested deeper than {max_depth} levels")
+    try:
+        item = json.loads(text, **bodyguard.PARSE_HOOKS)
+    except ValueError as exc:
+        raise _Refused([], f"not valid JSON: {exc}") from None
+    return checked(item, max_depth)
+
+
+def checked(item: Any, max_depth: int) -> dict[str, Any]:
+    """One parsed item converted from Extended JSON and checked; `_Refused` names the
+    field and the reason."""
+    doc = _convert(item, [], max_depth)
+    if not isinstance(doc, dict):
+        raise _Refused([], "a document must be a JSON object")
+    if "_id" in doc and not isinstance(doc["_id"], ObjectId | str | int):
+        raise _Refused(["_id"], "must be an ObjectId")
+    try:
+        size = len(bson.encode(doc))
+    except Exception as exc:  # anything else BSON cannot hold: refused, never a traceback
+        raise _Refused([], f"cannot be stored: {exc}") from None
+    if size > MAX_DOCUMENT_BYTES:
+        raise _Refused(
+            [], f"the document is {size} bytes: MongoDB stores {MAX_DOCUMENT_BYTES} at most"
+        )
+    return doc
+
+
+def _convert(node: Any, path: list[str | int], max_depth: int) -> Any:
+    """Extended JSON to BSON values, bottom-up, as `json_util.loads` does, but knowing
+    where each value is. Recursion is bounded: the text's depth was checked first."""
+    if isinstance(node, bodyguard.Bad):
+        raise _Refused(path, node.reason)
+    if isinstance(node, str):
+        if bodyguard.has_surrogate(node):
+            raise _Refused(path, f"text {bodyguard.SURROGATE}")
+        return node
+    if isinstance(node, list):
+        if len(path) >= max_depth:
+            raise _Refused(path, f"nested deeper than {max_depth} levels")
+        return [_convert(value, [*path, index], max_depth) for index, value in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    pairs = [(key, _convert(value, [*path, key], max_depth)) for key, value in node.items()]
+    try:
+        value = json_util.object_pairs_hook(pairs, json_util.DEFAULT_JSON_OPTIONS)
+    except Exception as exc:  # json_util raises many types for bad Extended JSON
+        reason = str(exc).split(" (Consider")[0][:200]
+        raise _Refused(path, f"not valid Extended JSON ({type(exc).__name__}: {reason})") from None
+    if isinstance(value, dict):
+        if len(path) >= max_depth:
+            raise _Refused(path, f"nested deeper than {max_depth} levels")
+        for key in value:
+            _check_key(path, key)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise _Refused(path, "integer out of range (64 bits at most)")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise _Refused(path, "not a finite number: JSON has no NaN or Infinity")
+    return value
+
+
+def _check_key(path: list[str | int], key: str) -> None:
+    if bodyguard.has_surrogate(key):
+        raise _Refused(path, f"a key {bodyguard.SURROGATE}")
+    if key.startswith("$") or "." in key or "\x00" in key:
+        shown = key[:40].replace("\x00", "\\u0000")
+        raise _Refused([*path, shown], "a key may not start with '$' or contain '.' or NUL")
+
+
+def item_lines(text: str) -> list[int]:
+    """The line each top-level item of a JSON array starts on."""
+    decoder = json.JSONDecoder()
+    lines, index = [], text.index("[") + 1
+    # Lines counted from the previous item on, not from the start: linear in the file.
+    counted, line = 0, 1
+    while True:
+        while index < len(text) and text[index] in " \t\r\n,":
+            index += 1
+        if index >= len(text) or text[index] == "]":
+            return lines
+        line += text.count("\n", counted, index)
+        counted = index
+        lines.append(line)
+        try:
+            _, index = decoder.raw_decode(text, index)
+        except ValueError:
+            return lines
