@@ -1,7 +1,8 @@
 """Stats (one aggregation pipeline, then one scoped query for the groups' names) and NDJSON
-export (constant memory)."""
+export (memory bounded by bytes)."""
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -98,33 +99,69 @@ async def stats(filters: BotRequestFilters, group_by: str) -> dict[str, Any]:
     return {"groupBy": group_by, "items": items, "next": None, "truncated": truncated}
 
 
-EXPORT_BATCH = 500
+EXPORT_BATCH = 500  # documents per page at most (one query; populated together)
+# A page stops growing once the stored documents it holds reach this many bytes, so what an
+# export holds is bounded by bytes, not by a count of documents of any size (README).
+EXPORT_PAGE_BYTES = 4 * 1024 * 1024
+EXPORT_FIRST_PAGE = 8
+EXPORT_CHUNK_BYTES = 1024 * 1024  # sent to the client as soon as this much is serialized
 
 
 async def export_batches(
     filters: BotRequestFilters, paths: tuple[str, ...]
 ) -> AsyncIterator[bytes]:
-    """Every matching request as NDJSON, newest first, read and populated a batch at a
-    time (keyset on createdAt, _id), so memory stays flat whatever the count. The first
-    batch is read before the first byte is sent, so a database error is still a 503."""
+    """Every matching request as NDJSON, newest first, read and populated a page at a
+    time (keyset on createdAt, _id). A page ends at EXPORT_BATCH documents or
+    EXPORT_PAGE_BYTES of them, whichever comes first, and the next page's reply size
+    follows the documents seen, so memory is bounded by bytes whatever the documents'
+    size. The first page is read before the first byte is sent, so a database error is
+    still a 503."""
     query = filter_query(filters)
+    seen = {"docs": 0, "bytes": 0}
 
-    async def batch(find: dict[str, Any]) -> list[BotRequest]:
-        found = BotRequest.find(
-            find, max_time_ms=db.query_timeout_ms(), batch_size=EXPORT_BATCH + 1
-        )
-        return await found.sort(NEWEST_FIRST).limit(EXPORT_BATCH).to_list()
+    async def page(find: dict[str, Any]) -> tuple[list[BotRequest], bool]:
+        """One page, and whether the query may have more after it."""
+        if seen["docs"]:
+            # A reply of about a page's bytes: many small documents at once, few large.
+            average = max(seen["bytes"] // seen["docs"], 1)
+            limit = EXPORT_BATCH
+            batch = max(1, min(EXPORT_BATCH, EXPORT_PAGE_BYTES // average))
+        else:
+            # Sizes unknown yet: a small first page, so that its one reply cannot hold
+            # 16 MiB of large documents (the server's cap per reply).
+            limit = batch = EXPORT_FIRST_PAGE
+        docs, size = [], 0
+        found = db.iterate_sized(BotRequest, find, NEWEST_FIRST, limit, batch)
+        async with aclosing(found) as rows:
+            async for raw, nbytes in rows:
+                docs.append(BotRequest.model_validate(raw))
+                size += nbytes
+                if size >= EXPORT_PAGE_BYTES:
+                    break
+        seen["docs"] += len(docs)
+        seen["bytes"] += size
+        return docs, len(docs) == limit or size >= EXPORT_PAGE_BYTES
 
-    docs = await batch(query)
+    docs, more = await page(query)
 
     async def lines() -> AsyncIterator[bytes]:
-        nonlocal docs
+        nonlocal docs, more
         while docs:
             items = await populate.populate(docs, paths)
-            yield b"".join(orjson.dumps(item) + b"\n" for item in items)
-            if len(docs) < EXPORT_BATCH:
+            chunk: list[bytes] = []
+            size = 0
+            for item in items:
+                chunk.append(orjson.dumps(item) + b"\n")
+                size += len(chunk[-1])
+                if size >= EXPORT_CHUNK_BYTES:
+                    yield b"".join(chunk)
+                    chunk, size = [], 0
+            if chunk:
+                yield b"".join(chunk)
+            if not more:
                 return
             last = docs[-1]
-            docs = await batch(after(query, last.createdAt, last.id))
+            items, docs = [], []  # the next page is read without this one held
+            docs, more = await page(after(query, last.createdAt, last.id))
 
     return lines()

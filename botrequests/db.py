@@ -6,10 +6,11 @@ every driver-specific line here makes that move a change in one place (DESIGN.md
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import bson
 from beanie import Document, init_beanie
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import monitoring, uri_parser
@@ -270,6 +271,31 @@ async def find_raw(
         dict(query), dict(projection), batch_size=batch_size, sort=sort, limit=limit
     )
     return await cursor.to_list(length=None)
+
+
+async def iterate_sized(
+    model: type[Document],
+    query: Mapping[str, Any],
+    sort: list[tuple[str, int]],
+    limit: int,
+    batch_size: int,
+) -> AsyncIterator[tuple[dict, int]]:
+    """Raw documents one at a time, each with its BSON size, for callers that bound what
+    they hold by bytes (export). The driver holds one reply at a time: at most
+    `batch_size` documents and never more than the server's 16 MiB per reply. The cursor
+    is closed when the caller stops early (use `contextlib.aclosing`)."""
+    cursor = collection(model).find(
+        dict(query),
+        sort=sort,
+        limit=limit,
+        batch_size=batch_size,
+        max_time_ms=_limits["query_timeout_ms"],
+    )
+    try:
+        async for raw in cursor:
+            yield raw, len(bson.encode(raw))
+    finally:
+        await cursor.close()
 
 
 async def count(model: type[Document], query: Mapping[str, Any]) -> int:
