@@ -4,12 +4,12 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from beanie.operators import Set, Unset
+from beanie.operators import Inc, Set, Unset
 from bson import ObjectId
 
 from botrequests import cursors, db, populate
 from botrequests.auth import scoped
-from botrequests.documents import BotRequest
+from botrequests.documents import VERSION_BUMP, BotRequest
 from botrequests.errors import InvalidInput
 from botrequests.records import update_returning
 from botrequests.schemas import BotRequestFilters, BotRequestUpdate
@@ -50,6 +50,8 @@ async def update(doc: BotRequest, body: BotRequestUpdate) -> BotRequest:
     operations: list[Any] = [Set(updates)]
     if "invoice" in changes and changes["invoice"] is None:
         operations.append(Unset({"invoice": 1}))
+    if "images" in updates:
+        operations.append(Inc(VERSION_BUMP))
     return await update_returning(BotRequest, doc.id, operations)
 
 

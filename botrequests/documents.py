@@ -7,17 +7,44 @@ service does not know in `model_extra`, so they are neither lost nor served.
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pymongo
 from beanie import Document, PydanticObjectId
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pymongo import IndexModel
 
 REQUEST_KEY_INDEX = "organization_1_requestKey_1"
+# Mongoose's version key. Mongoose increments it whenever it rewrites an array, and a
+# document it loaded before then fails to save that array (VersionError) instead of
+# overwriting the change: every update here that changes an array increments it too.
+VERSION_BUMP = {"__v": 1}
 
 
-class StoredDocument(Document):
+class StoredOrder(BaseModel):
+    """Remembers the order of the keys it was read with, so that a document is served in
+    its stored order, as Mongoose serves it (serialize.dump). Documents the service builds
+    itself (`model_construct`) have no stored order: they are stored and served in the
+    order their fields are declared, which is the seed's."""
+
+    # Array paths Mongoose hydrates as `[]` when a document does not hold them: plain
+    # arrays are put before the stored keys, arrays of subdocuments after them (as
+    # observed with Mongoose 8 and 9).
+    ARRAYS_FIRST: ClassVar[tuple[str, ...]] = ()
+    ARRAYS_LAST: ClassVar[tuple[str, ...]] = ()
+
+    _stored_keys: tuple[str, ...] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_order(cls, data: Any, handler: Any) -> Any:
+        model = handler(data)
+        if isinstance(data, dict) and isinstance(model, StoredOrder):
+            model._stored_keys = tuple(data)
+        return model
+
+
+class StoredDocument(StoredOrder, Document):
     model_config = ConfigDict(extra="allow")
 
     class Settings:
@@ -47,10 +74,11 @@ class User(StoredDocument):
         indexes = [IndexModel([("organization", pymongo.ASCENDING)])]
 
 
-class BotInput(BaseModel):
+class BotInput(StoredOrder):
     """One input definition, embedded in its bot with its own `_id` (as Mongoose does)."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+    ARRAYS_FIRST = ("options",)
 
     id: PydanticObjectId | None = Field(default=None, alias="_id")
     inputGroup: int | None = None
@@ -66,10 +94,14 @@ class BotInput(BaseModel):
 
 
 class Bot(StoredDocument):
-    name: str
-    slug: str
+    ARRAYS_LAST = ("inputs",)
+
+    # The seed's order (Mongoose 5 stored a new bot's defaulted paths first), so that the
+    # seed example comes back exactly as in the seed.
     creditCost: int | None = None
     inputs: list[BotInput] | None = None
+    name: str
+    slug: str
     promptTemplate: str | None = None
     organization: PydanticObjectId | None = None
     createdAt: datetime | None = None
@@ -117,6 +149,8 @@ class Invoice(StoredDocument):
 
 
 class BotRequest(StoredDocument):
+    ARRAYS_FIRST = ("images", "relatedRequests")
+
     # `bot` and `success` are required of every new request (schemas.BotRequestCreate);
     # optional here so that a document another application wrote without them can still
     # be read and served (the importer reports it).

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from beanie import PydanticObjectId
-from beanie.operators import AddToSet, Set
+from beanie.operators import AddToSet, Inc, Set
 from pymongo.errors import DuplicateKeyError
 
 from botrequests import populate, prompts
 from botrequests.auth import owned, scoped
-from botrequests.documents import Bot, BotRequest, File
+from botrequests.documents import VERSION_BUMP, Bot, BotRequest, File
 from botrequests.errors import Conflict, InvalidInput
 from botrequests.records import missing_ids
 from botrequests.schemas import BotRequestCreate
@@ -162,6 +162,7 @@ async def attach_followups(docs: list[Any], only_missing: bool = False) -> None:
             BotRequest.find_one(target(original, followups)).update(
                 AddToSet({BotRequest.relatedRequests: {"$each": followups}}),
                 Set({BotRequest.updatedAt: now()}),
+                Inc(VERSION_BUMP),
             )
             for original, followups in by_original.items()
         )

@@ -13,18 +13,29 @@ from beanie import Document, PydanticObjectId
 from pydantic import BaseModel, ConfigDict, Field
 
 from botrequests.auth import scoped
-from botrequests.documents import Bot, BotInput, BotRequest, File, Invoice, Organization, User
+from botrequests.documents import (
+    Bot,
+    BotInput,
+    BotRequest,
+    File,
+    Invoice,
+    Organization,
+    StoredOrder,
+    User,
+)
 from botrequests.errors import InvalidInput
 from botrequests.serialize import dump, dump_bot
 
 
-class Projection(BaseModel):
+class Projection(StoredOrder):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     id: PydanticObjectId = Field(alias="_id")
 
 
 class BotSummary(Projection):
     """`bot` populated: `{creditCost, inputs, name, slug, id}` (the seed's selection)."""
+
+    ARRAYS_LAST = ("inputs",)
 
     creditCost: int | None = None
     inputs: list[BotInput] | None = None

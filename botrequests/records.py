@@ -3,13 +3,13 @@
 from typing import Any, TypeVar
 
 from beanie import Document, PydanticObjectId, UpdateResponse
-from beanie.operators import Set, Unset
+from beanie.operators import Inc, Set, Unset
 from bson import ObjectId
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from botrequests import prompts
 from botrequests.auth import may_change, owned, scoped
-from botrequests.documents import Bot, File, Invoice, Organization, User
+from botrequests.documents import VERSION_BUMP, Bot, File, Invoice, Organization, User
 from botrequests.errors import InvalidInput, not_found
 from botrequests.schemas import (
     BotCreate,
@@ -183,6 +183,8 @@ async def update_bot(bot: Bot, body: BotUpdate) -> Bot:
     operations: list[Any] = [Set(updates)]
     if cleared:
         operations.append(Unset(cleared))
+    if "inputs" in updates:
+        operations.append(Inc(VERSION_BUMP))
     return await update_returning(Bot, bot.id, operations)
 
 

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from beanie.operators import AddToSet, Pull
+from beanie.operators import AddToSet, Inc, Pull
 
 from botrequests import db
-from botrequests.documents import BotRequest
+from botrequests.documents import VERSION_BUMP, BotRequest
 
 
 @dataclass
@@ -80,9 +80,13 @@ async def _repair_one(holder: dict[str, Any], want: set) -> Repair | None:
     query = BotRequest.find_one(BotRequest.id == holder["_id"])
     if removed or duplicated:
         # `$pull` takes every copy of a duplicate; `$addToSet` below puts one back.
-        await query.update(Pull({"relatedRequests": {"$in": removed + duplicated}}))
+        await query.update(
+            Pull({"relatedRequests": {"$in": removed + duplicated}}), Inc(VERSION_BUMP)
+        )
     if added or duplicated:
-        await query.update(AddToSet({"relatedRequests": {"$each": added + duplicated}}))
+        await query.update(
+            AddToSet({"relatedRequests": {"$each": added + duplicated}}), Inc(VERSION_BUMP)
+        )
     return Repair(
         str(holder["_id"]),
         [str(i) for i in added],

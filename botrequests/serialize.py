@@ -1,10 +1,15 @@
 """One serializer: any stored document (or projection of one) to Mongoose-style JSON.
 
-Mongoose's `toJSON` with the `id` virtual: `_id` becomes `id` (last key), ObjectIds are
-lower-case hex strings, dates ISO-8601 UTC with milliseconds and `Z`, `__v` and unknown
-fields are not served, and a field the document does not hold (or holds as `null`) is left
-out. Only the keys stored in the document (`model_fields_set`) are served: nothing is
-invented from defaults.
+What the real Mongoose's `toJSON` gives (the `id` virtual, no `__v`, no `_id`; checked
+against Mongoose 8 and 9 in tests/test_mongoose_peer.py):
+- keys in stored order, fields outside the schema (`userAgent`) included in their place;
+  a field the service `$set` later comes last, as it does for Mongoose;
+- a stored `null` is served as `null`; a field the document does not hold is left out,
+  except the schema's arrays, which Mongoose hydrates as `[]` (`StoredOrder.ARRAYS_*`);
+- empty objects are left out ("minimize"), at the top level and nested in objects, but
+  kept inside arrays;
+- ObjectIds lower-case hex strings, dates ISO-8601 UTC with milliseconds and `Z`; `id`
+  last.
 """
 
 from datetime import UTC, datetime
@@ -36,25 +41,68 @@ def plain(value: Any) -> Any:
     return value
 
 
-# Fields of Beanie's own that never reach a client.
-_INTERNAL = frozenset({"id", "revision_id"})
+# Keys never served: Beanie's own fields, and the stored `_id` (served as `id`) and `__v`.
+_INTERNAL = frozenset({"id", "revision_id", "_id", "__v"})
+
+
+def _minimize(value: Any) -> Any:
+    """Mongoose's minimize: drop keys whose value is an empty object, after minimizing
+    it (recursively through objects, not into arrays). None when nothing is left."""
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, dict):
+            item = _minimize(item)
+            if item is None:
+                continue
+        out[key] = item
+    return out or None
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
     """The served JSON object for one document, embedded document or projection."""
-    stored = model.model_fields_set
+    fields = type(model).model_fields
+    by_key = {(info.alias or name): name for name, info in fields.items()}
+    extra = model.model_extra or {}
+    stored = getattr(model, "_stored_keys", None)
     out: dict[str, Any] = {}
-    for name in type(model).model_fields:
-        if name in _INTERNAL or name not in stored:
+    for array in getattr(model, "ARRAYS_FIRST", ()):
+        missing = array not in stored if stored is not None else getattr(model, array) is None
+        if missing:
+            out[array] = None
+    for key in stored or ():
+        if key in _INTERNAL:
             continue
-        value = getattr(model, name)
-        if value is None:
+        name = by_key.get(key)
+        if name is not None:
+            out[key] = getattr(model, name)
+        elif key in extra:
+            out[key] = extra[key]
+    # Set since it was read, or built by the service: declared order, nothing null (a
+    # null is not stored: Beanie's keep_nulls is off).
+    for name in (*fields, *extra):
+        if name in out or name in _INTERNAL or (stored is not None and name in stored):
             continue
-        out[name] = plain(value)
+        if name in model.model_fields_set or name in extra:
+            value = getattr(model, name) if name in fields else extra[name]
+            if value is not None:
+                out[name] = value
+    for array in getattr(model, "ARRAYS_LAST", ()):
+        if array not in out:
+            out[array] = None
+    served: dict[str, Any] = {}
+    for key, value in out.items():
+        if key in (*getattr(model, "ARRAYS_FIRST", ()), *getattr(model, "ARRAYS_LAST", ())):
+            value = [] if value is None else value
+        value = plain(value)
+        if isinstance(value, dict):
+            value = _minimize(value)
+            if value is None:
+                continue
+        served[key] = value
     identifier = getattr(model, "id", None)
     if identifier is not None:
-        out["id"] = str(identifier)
-    return out
+        served["id"] = str(identifier)
+    return served
 
 
 def dump_bot(model: BaseModel) -> dict[str, Any]:

@@ -86,7 +86,11 @@ async def test_patch_bot_keeps_input_ids_and_moves_updated_at(client, raw):
     assert patched["createdAt"] == bot["createdAt"]
     stored = await raw.bots.find_one({"_id": ObjectId(bot["id"])})
     assert stored["description"] == "kept"
-    assert stored["__v"] == 0
+    assert stored["__v"] == 1  # inputs rewritten: Mongoose's version key moves
+    renamed = await client.patch(f"/bots/{bot['id']}", json={"name": "Renamed"})
+    assert renamed.status_code == 200
+    stored = await raw.bots.find_one({"_id": ObjectId(bot["id"])})
+    assert stored["__v"] == 1  # no array changed: it stays
 
 
 async def test_list_bots_pages_by_slug(client):

@@ -240,7 +240,7 @@ async def test_repair_threads_rebuilds_related_requests_idempotently(client, raw
     stored = await raw.botrequests.find_one({"_id": parent})
     assert sorted(stored["relatedRequests"]) == sorted([kid1, kid2])
     assert stored["userAgent"] == "x"
-    assert stored["__v"] == 0
+    assert stored["__v"] == 2  # the array changed twice ($pull, then $addToSet)
     assert await repair.repair_related_requests() == []
 
 

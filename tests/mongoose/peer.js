@@ -1,0 +1,211 @@
+// The real Mongoose, as the application behind these entities uses it: the seed's schemas,
+// its populate paths, toJSON with the `id` virtual and no `__v` or `_id`.
+//
+// Usage: MONGOOSE_DIR=<folder with node_modules/mongoose> node peer.js <mongodb uri>
+// Reads a JSON list of operations on stdin, prints a JSON list of results on stdout.
+// Values use Extended JSON ({"$oid": ...}, {"$date": ...}) both ways.
+"use strict";
+
+const path = require("path");
+const mongoose = require(path.join(process.env.MONGOOSE_DIR, "node_modules", "mongoose"));
+const { Schema } = mongoose;
+const { ObjectId, Mixed } = Schema.Types;
+const { EJSON } = require(path.join(process.env.MONGOOSE_DIR, "node_modules", "bson"));
+
+const toJSON = {
+  virtuals: true,
+  versionKey: false,
+  transform: (doc, ret) => {
+    delete ret._id;
+    return ret;
+  },
+};
+const options = { timestamps: true, toJSON };
+
+const Organization = mongoose.model("Organization", new Schema({ name: { type: String, required: true } }, options));
+const User = mongoose.model(
+  "User",
+  new Schema(
+    {
+      name: { type: String, required: true },
+      email: String,
+      organization: { type: ObjectId, ref: "Organization" },
+    },
+    options,
+  ),
+);
+const Input = new Schema(
+  {
+    inputGroup: Number,
+    inputType: String,
+    step: Number,
+    bot: { type: ObjectId, ref: "Bot" },
+    label: String,
+    name: String,
+    defaultValue: Mixed,
+    placeholder: String,
+    required: Boolean,
+    options: [Mixed],
+  },
+  { toJSON },
+);
+const Bot = mongoose.model(
+  "Bot",
+  new Schema(
+    {
+      name: { type: String, required: true },
+      slug: { type: String, required: true },
+      creditCost: Number,
+      inputs: [Input],
+      promptTemplate: String,
+      organization: { type: ObjectId, ref: "Organization" },
+    },
+    options,
+  ),
+);
+const File = mongoose.model(
+  "File",
+  new Schema(
+    {
+      createdBy: { type: ObjectId, ref: "User" },
+      fileName: { type: String, required: true },
+      s3Key: { type: String, required: true },
+      contentType: String,
+      size: Number,
+      organization: { type: ObjectId, ref: "Organization" },
+    },
+    options,
+  ),
+);
+const Invoice = mongoose.model(
+  "Invoice",
+  new Schema(
+    {
+      organization: { type: ObjectId, ref: "Organization", required: true },
+      credits: { type: Number, required: true },
+      status: { type: String, required: true },
+      reference: String,
+    },
+    options,
+  ),
+);
+const BotRequest = mongoose.model(
+  "BotRequest",
+  new Schema(
+    {
+      images: [{ type: ObjectId, ref: "File" }],
+      success: { type: Boolean, required: true },
+      relatedRequests: [{ type: ObjectId, ref: "BotRequest" }],
+      bot: { type: ObjectId, ref: "Bot", required: true },
+      createdBy: { type: ObjectId, ref: "User" },
+      organization: { type: ObjectId, ref: "Organization" },
+      inputs: { type: Object },
+      ip: { type: String, required: true },
+      prompt: String,
+      response: { type: Mixed, required: true },
+      originalRequest: { type: ObjectId, ref: "BotRequest" },
+      invoice: { type: ObjectId, ref: "Invoice" },
+    },
+    options,
+  ),
+);
+const MODELS = { Organization, User, Bot, File, Invoice, BotRequest };
+
+// The seed's populate paths (GET /bot-requests/{id} serves these by default).
+const POPULATE = [
+  { path: "images" },
+  {
+    path: "bot",
+    select: "creditCost inputs name slug",
+    populate: { path: "inputs.bot", select: "_id" },
+  },
+  { path: "createdBy", select: "name" },
+  { path: "organization", select: "name" },
+  { path: "invoice" },
+];
+
+function out(value) {
+  return EJSON.serialize(value, { relaxed: true });
+}
+
+async function run(op) {
+  const Model = MODELS[op.model || "BotRequest"];
+  const id = op.id ? EJSON.deserialize({ v: op.id }).v : undefined;
+  switch (op.op) {
+    case "create": {
+      const doc = await Model.create(EJSON.deserialize(op.doc, { relaxed: false }));
+      return { id: String(doc._id) };
+    }
+    case "json": {
+      let query = Model.findById(id);
+      if (op.populate !== false && Model === BotRequest) query = query.populate(POPULATE);
+      const doc = await query;
+      return doc === null ? null : doc.toJSON();
+    }
+    case "validate": {
+      const doc = await Model.findById(id);
+      if (doc === null) return { found: false };
+      const error = doc.validateSync();
+      return { found: true, errors: error ? Object.keys(error.errors) : [] };
+    }
+    case "followup": {
+      // As the application records a follow-up: create, then push + save on the original.
+      const child = await BotRequest.create(
+        Object.assign(EJSON.deserialize(op.doc, { relaxed: false }), { originalRequest: id }),
+      );
+      const parent = await BotRequest.findById(id);
+      parent.relatedRequests.push(child._id);
+      await parent.save();
+      return { id: String(child._id) };
+    }
+    case "set-and-save": {
+      // Load, change paths, save: what Mongoose writes for a document it did not create.
+      const doc = await Model.findById(id);
+      for (const [key, value] of Object.entries(EJSON.deserialize(op.set, { relaxed: false }))) {
+        doc.set(key, value);
+      }
+      await doc.save();
+      return { v: doc.__v };
+    }
+    case "stale-array-save": {
+      // A document loaded earlier, whose array is then rewritten: Mongoose's versioning
+      // must refuse it (VersionError) if someone changed the array meanwhile.
+      const doc = await Model.findById(id);
+      await fetch(op.between.url, op.between.init).then((r) => r.status);
+      doc.set(op.path, EJSON.deserialize({ v: op.value }, { relaxed: false }).v);
+      try {
+        await doc.save();
+        return { saved: true };
+      } catch (error) {
+        return { saved: false, error: error.name };
+      }
+    }
+    case "raw": {
+      const doc = await Model.collection.findOne({ _id: id });
+      return out(doc);
+    }
+    default:
+      throw new Error(`unknown op ${op.op}`);
+  }
+}
+
+async function main() {
+  const input = await new Promise((resolve) => {
+    let text = "";
+    process.stdin.on("data", (chunk) => (text += chunk));
+    process.stdin.on("end", () => resolve(text));
+  });
+  await mongoose.connect(process.argv[2], { serverSelectionTimeoutMS: 10000, autoIndex: false });
+  const results = [];
+  try {
+    for (const op of JSON.parse(input)) results.push(await run(op));
+  } finally {
+    await mongoose.disconnect();
+  }
+  process.stdout.write(JSON.stringify({ version: mongoose.version, results }));
+}
+
+main().catch((error) => {
+  process.stderr.write(String(error && error.stack ? error.stack : error));
+  process.exit(1);
+});
