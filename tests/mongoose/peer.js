@@ -124,10 +124,6 @@ const POPULATE = [
   { path: "invoice" },
 ];
 
-function out(value) {
-  return EJSON.serialize(value, { relaxed: true });
-}
-
 async function run(op) {
   const Model = MODELS[op.model || "BotRequest"];
   const id = op.id ? EJSON.deserialize({ v: op.id }).v : undefined;
@@ -139,6 +135,8 @@ async function run(op) {
     case "json": {
       let query = Model.findById(id);
       if (op.populate !== false && Model === BotRequest) query = query.populate(POPULATE);
+      // A bot's inputs name their bot, served as the seed serves them: `{"id": ...}`.
+      if (op.populate !== false && Model === Bot) query = query.populate(POPULATE[1].populate);
       const doc = await query;
       return doc === null ? null : doc.toJSON();
     }
@@ -167,11 +165,11 @@ async function run(op) {
       await doc.save();
       return { v: doc.__v };
     }
-    case "stale-array-save": {
-      // A document loaded earlier, whose array is then rewritten: Mongoose's versioning
-      // must refuse it (VersionError) if someone changed the array meanwhile.
-      const doc = await Model.findById(id);
-      await fetch(op.between.url, op.between.init).then((r) => r.status);
+    case "stale-save": {
+      // A document loaded earlier (its stored form then, `snapshot`), whose array is then
+      // rewritten: Mongoose's versioning must refuse it (VersionError) if the array
+      // changed meanwhile, instead of overwriting that change.
+      const doc = Model.hydrate(EJSON.deserialize(op.snapshot, { relaxed: false }));
       doc.set(op.path, EJSON.deserialize({ v: op.value }, { relaxed: false }).v);
       try {
         await doc.save();
@@ -182,7 +180,7 @@ async function run(op) {
     }
     case "raw": {
       const doc = await Model.collection.findOne({ _id: id });
-      return out(doc);
+      return EJSON.serialize(doc, { relaxed: false });
     }
     default:
       throw new Error(`unknown op ${op.op}`);
