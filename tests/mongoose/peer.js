@@ -10,7 +10,31 @@ const path = require("path");
 const mongoose = require(path.join(process.env.MONGOOSE_DIR, "node_modules", "mongoose"));
 const { Schema } = mongoose;
 const { ObjectId, Mixed } = Schema.Types;
-const { EJSON } = require(path.join(process.env.MONGOOSE_DIR, "node_modules", "bson"));
+
+// The little Extended JSON the tests exchange ($oid, $date, $number*), both ways: the
+// `bson` package's EJSON is missing from the bson 1.x that Mongoose 5 uses.
+function fromEJSON(value) {
+  if (Array.isArray(value)) return value.map(fromEJSON);
+  if (value === null || typeof value !== "object") return value;
+  const keys = Object.keys(value);
+  if (keys.length === 1 && keys[0] === "$oid") return new mongoose.Types.ObjectId(value.$oid);
+  if (keys.length === 1 && keys[0] === "$date") {
+    const date = value.$date;
+    return new Date(typeof date === "object" ? Number(date.$numberLong) : date);
+  }
+  if (keys.length === 1 && ["$numberInt", "$numberLong", "$numberDouble"].includes(keys[0])) {
+    return Number(value[keys[0]]);
+  }
+  return Object.fromEntries(keys.map((key) => [key, fromEJSON(value[key])]));
+}
+
+function toEJSON(value) {
+  if (Array.isArray(value)) return value.map(toEJSON);
+  if (value instanceof Date) return { $date: { $numberLong: String(value.getTime()) } };
+  if (value === null || typeof value !== "object") return value;
+  if (/^ObjectI[dD]$/.test(value._bsontype)) return { $oid: value.toHexString() };
+  return Object.fromEntries(Object.keys(value).map((key) => [key, toEJSON(value[key])]));
+}
 
 const toJSON = {
   virtuals: true,
@@ -126,10 +150,10 @@ const POPULATE = [
 
 async function run(op) {
   const Model = MODELS[op.model || "BotRequest"];
-  const id = op.id ? EJSON.deserialize({ v: op.id }).v : undefined;
+  const id = op.id ? fromEJSON(op.id) : undefined;
   switch (op.op) {
     case "create": {
-      const doc = await Model.create(EJSON.deserialize(op.doc, { relaxed: false }));
+      const doc = await Model.create(fromEJSON(op.doc));
       return { id: String(doc._id) };
     }
     case "json": {
@@ -149,7 +173,7 @@ async function run(op) {
     case "followup": {
       // As the application records a follow-up: create, then push + save on the original.
       const child = await BotRequest.create(
-        Object.assign(EJSON.deserialize(op.doc, { relaxed: false }), { originalRequest: id }),
+        Object.assign(fromEJSON(op.doc), { originalRequest: id }),
       );
       const parent = await BotRequest.findById(id);
       parent.relatedRequests.push(child._id);
@@ -159,7 +183,7 @@ async function run(op) {
     case "set-and-save": {
       // Load, change paths, save: what Mongoose writes for a document it did not create.
       const doc = await Model.findById(id);
-      for (const [key, value] of Object.entries(EJSON.deserialize(op.set, { relaxed: false }))) {
+      for (const [key, value] of Object.entries(fromEJSON(op.set))) {
         doc.set(key, value);
       }
       await doc.save();
@@ -169,8 +193,8 @@ async function run(op) {
       // A document loaded earlier (its stored form then, `snapshot`), whose array is then
       // rewritten: Mongoose's versioning must refuse it (VersionError) if the array
       // changed meanwhile, instead of overwriting that change.
-      const doc = Model.hydrate(EJSON.deserialize(op.snapshot, { relaxed: false }));
-      doc.set(op.path, EJSON.deserialize({ v: op.value }, { relaxed: false }).v);
+      const doc = Model.hydrate(fromEJSON(op.snapshot));
+      doc.set(op.path, fromEJSON(op.value));
       try {
         await doc.save();
         return { saved: true };
@@ -180,7 +204,7 @@ async function run(op) {
     }
     case "raw": {
       const doc = await Model.collection.findOne({ _id: id });
-      return EJSON.serialize(doc, { relaxed: false });
+      return toEJSON(doc);
     }
     default:
       throw new Error(`unknown op ${op.op}`);
