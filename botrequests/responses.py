@@ -6,7 +6,7 @@ describe those dicts for `/docs`, clients and the schemathesis checks.
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 
 class ErrorBody(BaseModel):
@@ -103,8 +103,12 @@ class NamedRef(BaseModel):
 
 
 class BotRequestPublic(BaseModel):
-    """A bot request; each reference is its populated record, or its id string when not
-    populated (or when the record it names no longer exists)."""
+    """A bot request, as Mongoose serves it: keys in stored order, a stored `null` as
+    `null`, fields another application stored outside the schema included; each reference
+    is its populated record, or its id string when not populated (or when the record it
+    names no longer exists)."""
+
+    model_config = ConfigDict(extra="allow")
 
     images: list[FilePublic | str] | None = None
     success: bool | None = None

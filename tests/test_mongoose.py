@@ -13,6 +13,21 @@ FIXTURES = Path(__file__).parent / "data" / "mongoose"
 EXPECTED = sorted((FIXTURES / "expected").glob("*.json"))
 
 
+SHARED = Path(__file__).parent.parent.parent / "shared" / "fixtures" / "mongoose"
+
+
+def test_fixtures_are_the_shared_ones():
+    """The copy the suite loads is the project's shared fixture database, byte for byte
+    (updated there for Mongoose's stored order and nulls: issue 15)."""
+    if not SHARED.is_dir():
+        pytest.skip(f"no shared fixtures at {SHARED} (CI has ../shared beside the project)")
+    ours = sorted(p.relative_to(FIXTURES) for p in FIXTURES.rglob("*.json"))
+    theirs = sorted(p.relative_to(SHARED) for p in SHARED.rglob("*.json"))
+    assert ours == theirs
+    for name in ours:
+        assert (FIXTURES / name).read_bytes() == (SHARED / name).read_bytes(), name
+
+
 async def load_fixtures() -> importer.Report:
     return await importer.load(sorted(FIXTURES.glob("*.json")))
 
