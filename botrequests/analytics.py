@@ -10,7 +10,7 @@ import orjson
 from botrequests import db, populate
 from botrequests.auth import scoped
 from botrequests.botrequest_service import NEWEST_FIRST, after, filter_query
-from botrequests.documents import Bot, BotRequest, Organization, User
+from botrequests.documents import Bot, BotRequest, Organization, User, reader
 from botrequests.schemas import BotRequestFilters
 from botrequests.serialize import plain
 
@@ -134,7 +134,7 @@ async def export_batches(
         found = db.iterate_sized(BotRequest, find, NEWEST_FIRST, limit, batch)
         async with aclosing(found) as rows:
             async for raw, nbytes in rows:
-                docs.append(BotRequest.model_validate(raw))
+                docs.append(reader(BotRequest).model_validate(raw))
                 size += nbytes
                 if size >= EXPORT_PAGE_BYTES:
                     break

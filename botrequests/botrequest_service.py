@@ -9,7 +9,7 @@ from bson import ObjectId
 
 from botrequests import cursors, db, populate
 from botrequests.auth import scoped
-from botrequests.documents import VERSION_BUMP, BotRequest
+from botrequests.documents import VERSION_BUMP, BotRequest, reader
 from botrequests.errors import InvalidInput
 from botrequests.records import update_returning
 from botrequests.schemas import BotRequestFilters, BotRequestUpdate
@@ -121,9 +121,13 @@ async def page(
     client pages through land before its cursor, so every request is visited once."""
     query = filter_query(filters)
     find = after(query, *decode_cursor(cursor, query)) if cursor else query
-    # The whole page in one reply (limit + 1 documents): no getMore.
-    found = BotRequest.find(find, max_time_ms=db.query_timeout_ms(), batch_size=limit + 1)
-    docs = await found.sort(NEWEST_FIRST).limit(limit + 1).to_list()
+    # The whole page in one reply (limit + 1 documents): no getMore. Raw documents,
+    # validated by the read twin (no Beanie query builder or document per row).
+    rows = await db.find_raw(
+        BotRequest, find, {}, batch_size=limit + 1, sort=NEWEST_FIRST, limit=limit + 1, timed=True
+    )
+    read = reader(BotRequest).model_validate
+    docs = [read(row) for row in rows]
     more = len(docs) > limit
     docs = docs[:limit]
     items = await populate.populate(docs, paths)

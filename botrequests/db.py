@@ -4,6 +4,7 @@ Motor reaches end of life in 2027 and Beanie 2 moves to PyMongo's async client; 
 every driver-specific line here makes that move a change in one place (DESIGN.md).
 """
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -264,11 +265,19 @@ async def find_raw(
     batch_size: int = 0,
     sort: list[tuple[str, int]] | None = None,
     limit: int = 0,
+    timed: bool = False,
 ) -> list[dict]:
-    """Raw documents of a find with a projection. Callers that read every result ask
-    for it in one batch: a server otherwise sends 101 documents and the rest on getMore."""
+    """Raw documents of a find with a projection (`{}`: whole documents). Callers that
+    read every result ask for it in one batch: a server otherwise sends 101 documents and
+    the rest on getMore. `timed`: stopped by the server after QUERY_TIMEOUT_MS (504)."""
+    options: dict[str, Any] = {"max_time_ms": _limits["query_timeout_ms"]} if timed else {}
     cursor = collection(model).find(
-        dict(query), dict(projection), batch_size=batch_size, sort=sort, limit=limit
+        dict(query),
+        dict(projection) or None,
+        batch_size=batch_size,
+        sort=sort,
+        limit=limit,
+        **options,
     )
     return await cursor.to_list(length=None)
 
@@ -296,6 +305,31 @@ async def iterate_sized(
             yield raw, len(bson.encode(raw))
     finally:
         await cursor.close()
+
+
+async def find_each(
+    jobs: Sequence[tuple[type[Document], Mapping[str, Any], Mapping[str, Any] | None]],
+) -> list[list[dict]]:
+    """The raw documents of several finds `(model, filter, projection or None)`, each read
+    in one reply: on a server concurrently (one round trip each), on the embedded backend
+    in one hop to its worker thread. The read path of by-id loads and population: no
+    query builder, no model per document until the caller validates one."""
+    from botrequests import embedded
+
+    collections = [collection(model) for model, _, _ in jobs]
+    options = {"batch_size": _ONE_REPLY}
+    if collections and embedded.is_embedded(collections[0]):
+        return await embedded.find_together(
+            [
+                (coll, dict(query), dict(projection) if projection else None, {})
+                for coll, (_, query, projection) in zip(collections, jobs, strict=True)
+            ]
+        )
+    cursors = [
+        coll.find(dict(query), dict(projection) if projection else None, **options)
+        for coll, (_, query, projection) in zip(collections, jobs, strict=True)
+    ]
+    return list(await asyncio.gather(*(cursor.to_list(length=None) for cursor in cursors)))
 
 
 async def count(model: type[Document], query: Mapping[str, Any]) -> int:

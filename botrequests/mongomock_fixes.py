@@ -6,14 +6,20 @@ service relies on. Each falls back to mongomock's own code for forms it does not
   holds (mongomock scanned the collection on every insert);
 - `$unwind` of a top-level array: no deep copy of the whole document per element;
 - `$graphLookup`: an index of the foreign collection built once per stage, instead of a
-  collection scan for every document reached.
+  collection scan for every document reached;
+- a find by `_id` (`{_id: x}`, `{_id: {$in: [...]}}`, or either inside a top-level `$and`,
+  as a tenant-scoped lookup is): the documents taken from mongomock's store by key, as
+  MongoDB's `_id` index would, instead of a scan of the collection (every GET by id and
+  every population lookup is one).
 """
 
 import copy
 import itertools
 from typing import Any
 
+from bson import ObjectId
 from mongomock import aggregate as mongomock_aggregate
+from mongomock.collection import Collection
 from mongomock.filtering import filter_applies
 from mongomock.helpers import get_value_by_dot
 from pymongo.errors import DuplicateKeyError
@@ -148,3 +154,45 @@ def _graph_lookup(in_collection: list[dict], database: Any, options: dict) -> li
 
 
 mongomock_aggregate._PIPELINE_HANDLERS["$graphLookup"] = _graph_lookup
+
+
+_SLOW_ITER = Collection._iter_documents
+_MISSING = object()
+
+
+def _ids_named(query: Any) -> list | None:
+    """The `_id` values a filter is limited to, when it says so plainly; else None."""
+    if not isinstance(query, dict):
+        return None
+    value = query.get("_id", _MISSING)
+    if value is not _MISSING:
+        if isinstance(value, dict):
+            wanted = value.get("$in") if set(value) == {"$in"} else None
+            return list(wanted) if isinstance(wanted, list | tuple) else None
+        # Plain equality on a value an _id can be (a regex or an operator: the slow way).
+        return [value] if isinstance(value, ObjectId | str | int) else None
+    for clause in query.get("$and", ()) if isinstance(query.get("$and"), list) else ():
+        ids = _ids_named(clause)
+        if ids is not None:
+            return ids
+    return None
+
+
+def _iter_documents(self: Collection, query: Any) -> Any:
+    ids = _ids_named(query)
+    if ids is None or self._store.is_empty:
+        return _SLOW_ITER(self, query)
+    stored = self._store._documents
+    found: dict[Any, dict] = {}
+    for value in ids:
+        try:
+            document = stored.get(value)
+        except TypeError:  # unhashable: not an _id mongomock could hold; the slow way
+            return _SLOW_ITER(self, query)
+        if document is not None:
+            found[value] = document
+    # The whole filter still applies to what the key found (the tenant's clause, say).
+    return (document for document in found.values() if filter_applies(query, document))
+
+
+Collection._iter_documents = _iter_documents

@@ -5,13 +5,13 @@ number of round trips does not grow with the page (at most 5 on top of the page'
 A reference whose target is gone stays its id string.
 """
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from beanie import Document, PydanticObjectId
 from pydantic import BaseModel, ConfigDict, Field
 
+from botrequests import db
 from botrequests.auth import scoped
 from botrequests.documents import (
     Bot,
@@ -22,6 +22,7 @@ from botrequests.documents import (
     Organization,
     StoredOrder,
     User,
+    reader,
 )
 from botrequests.errors import InvalidInput
 from botrequests.serialize import dump, dump_bot
@@ -90,21 +91,33 @@ def ref_ids(docs: Iterable[BotRequest], path: str) -> list[PydanticObjectId]:
     return list(found)
 
 
-async def _fetch(path: str, ids: list[PydanticObjectId]) -> dict[str, dict[str, Any]]:
-    model, projection, dumper = _SOURCES[path]
-    if not ids:
-        return {}
-    # One reply: a server otherwise sends 101 documents and the rest on a getMore.
-    query = model.find(scoped(model, {"_id": {"$in": ids}}), batch_size=len(ids) + 1)
-    rows = await (query.project(projection) if projection else query).to_list()
-    return {str(row.id): dumper(row) for row in rows}
+def _projection(model: type[BaseModel] | None) -> dict[str, int] | None:
+    """The stored fields a projection model reads (`_id` included), for the raw find."""
+    if model is None:
+        return None
+    return {(info.alias or name): 1 for name, info in model.model_fields.items()}
+
+
+_PROJECTIONS = {path: _projection(projection) for path, (_, projection, _) in _SOURCES.items()}
 
 
 async def lookups(docs: Sequence[BotRequest], paths: Sequence[str]) -> dict[str, dict]:
-    """The referenced records of a page, per path, keyed by id string."""
-    paths = [p for p in paths if p in _SOURCES]
-    results = await asyncio.gather(*(_fetch(p, ref_ids(docs, p)) for p in paths))
-    return dict(zip(paths, results, strict=True))
+    """The referenced records of a page, per path, keyed by id string: one `$in` find per
+    path, all at once (`db.find_each`), each row validated, then served."""
+    wanted = [(p, ref_ids(docs, p)) for p in paths if p in _SOURCES]
+    wanted = [(path, ids) for path, ids in wanted if ids]
+    found: dict[str, dict] = {path: {} for path in paths if path in _SOURCES}
+    if not wanted:
+        return found
+    jobs = [
+        (_SOURCES[path][0], scoped(_SOURCES[path][0], {"_id": {"$in": ids}}), _PROJECTIONS[path])
+        for path, ids in wanted
+    ]
+    for (path, _), rows in zip(wanted, await db.find_each(jobs), strict=True):
+        model, projection, dumper = _SOURCES[path]
+        validate = (projection or reader(model)).model_validate
+        found[path] = {str(row["_id"]): dumper(validate(row)) for row in rows}
+    return found
 
 
 def apply(served: dict[str, Any], found: dict[str, dict]) -> dict[str, Any]:

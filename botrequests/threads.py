@@ -20,7 +20,7 @@ from bson import ObjectId
 
 from botrequests import cursors, db, populate
 from botrequests.auth import scoped, visible
-from botrequests.documents import BotRequest
+from botrequests.documents import BotRequest, reader
 from botrequests.errors import InvalidInput, not_found
 from botrequests.serialize import dump
 
@@ -166,7 +166,7 @@ def _after(level: int, created: datetime | None, last_id: ObjectId) -> dict[str,
 
 
 def _parse(raw: dict[str, Any]) -> BotRequest:
-    return BotRequest.model_validate({k: v for k, v in raw.items() if k != "level"})
+    return reader(BotRequest).model_validate({k: v for k, v in raw.items() if k != "level"})
 
 
 def encode_cursor(root: dict[str, Any], depth: int, raw: dict[str, Any]) -> str:

@@ -303,3 +303,38 @@ async def test_embedded_backend_warns_once_when_it_grows_large(app, raw, caplog,
     warnings = [r for r in caplog.records if "MONGODB_URI" in r.getMessage()]
     assert len(warnings) == 1
     assert "60 documents in botrequests" in warnings[0].getMessage()
+
+
+def test_embedded_find_by_id_uses_the_key_and_answers_as_a_scan_would():
+    """mongomock_fixes: a find by `_id` takes the documents from the store by key (as
+    MongoDB's `_id` index does); every filter gives what mongomock's own scan gives."""
+    import mongomock
+
+    from botrequests import mongomock_fixes
+
+    collection = mongomock.MongoClient().db.items
+    ids = [ObjectId() for _ in range(50)]
+    orgs = [ObjectId(), ObjectId()]
+    collection.insert_many(
+        [{"_id": oid, "organization": orgs[i % 2], "n": i} for i, oid in enumerate(ids)]
+    )
+    collection.insert_one({"_id": "text-id", "n": -1})
+    filters = [
+        {"_id": ids[3]},
+        {"_id": "text-id"},
+        {"_id": ObjectId()},
+        {"_id": {"$in": [ids[1], ids[2], ObjectId(), ids[1]]}},
+        {"_id": {"$in": []}},
+        {"$and": [{"_id": {"$in": ids[:10]}}, {"organization": orgs[0]}]},
+        {"$and": [{"_id": ids[5]}, {"organization": orgs[0]}]},
+        {"_id": ids[4], "n": 4},
+        {"_id": ids[4], "n": 5},
+        {"_id": {"$gt": ids[40]}},
+        {"n": {"$lt": 3}},
+    ]
+    for query in filters:
+        fast = sorted(str(d["_id"]) for d in mongomock_fixes._iter_documents(collection, query))
+        slow = sorted(str(d["_id"]) for d in mongomock_fixes._SLOW_ITER(collection, query))
+        assert fast == slow, query
+    assert mongomock_fixes._ids_named({"_id": {"$gt": ids[40]}}) is None  # a scan
+    assert mongomock_fixes._ids_named({"$and": [{"n": 1}, {"_id": ids[0]}]}) == [ids[0]]
