@@ -10,6 +10,7 @@ dependency: the query layer reads it to scope every read and write to that organ
 import hashlib
 import hmac
 import secrets
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from beanie import PydanticObjectId
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from botrequests import db
 from botrequests.documents import ApiKey
 from botrequests.errors import Forbidden, Unauthorized
 from botrequests.timeutil import now
@@ -69,11 +71,44 @@ async def principal(
     if admin and hmac.compare_digest(token.encode(), admin.encode()):
         current_org.set(None)
         return Principal(None, True)
-    found = await ApiKey.find_one({"hash": digest(token), "revokedAt": None})
-    if found is None:
+    org = await _organization_of(digest(token), settings.key_cache_seconds)
+    if org is None:
         raise Unauthorized("unknown or revoked API key")
-    current_org.set(found.organization)
-    return Principal(found.organization, False)
+    current_org.set(org)
+    return Principal(org, False)
+
+
+# Keys found valid, by hash: (organization, until when), for KEY_CACHE_SECONDS. A cache,
+# not state: each worker fills its own and loses nothing by forgetting it. A key revoked
+# through this worker is dropped at once; through another worker, or in the database,
+# it stops working here within KEY_CACHE_SECONDS. Unknown keys are never remembered, so
+# guessing cannot fill it; it is emptied if it ever holds KEY_CACHE_MAX keys.
+_known: dict[str, tuple[PydanticObjectId, float]] = {}
+KEY_CACHE_MAX = 10_000
+
+
+async def _organization_of(hashed: str, cache_seconds: float) -> PydanticObjectId | None:
+    remembered = _known.get(hashed)
+    moment = time.monotonic()
+    if remembered is not None and remembered[1] > moment:
+        return remembered[0]
+    (rows,) = await db.find_each(
+        [(ApiKey, {"hash": hashed, "revokedAt": None}, {"organization": 1})]
+    )
+    if not rows:
+        _known.pop(hashed, None)
+        return None
+    org = PydanticObjectId(rows[0]["organization"])
+    if cache_seconds > 0:
+        if len(_known) >= KEY_CACHE_MAX:
+            _known.clear()
+        _known[hashed] = (org, moment + cache_seconds)
+    return org
+
+
+def forget_key(hashed: str) -> None:
+    """A key was revoked here: this worker stops accepting it at once."""
+    _known.pop(hashed, None)
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # call needs `Authorization: Bearer <key>`; the admin token manages organizations/keys.
     auth: Literal["on", "off"] = Field(default="on", validation_alias="BOTREQUESTS_AUTH")
     admin_token: str = Field(default="", validation_alias="BOTREQUESTS_ADMIN_TOKEN")
+    # How long a worker trusts an API key it has looked up: a key revoked elsewhere stops
+    # working within this many seconds (0: look it up on every call).
+    key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     # Hostile input: bodies over this many bytes get 413, JSON nested deeper gets 422.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     max_json_depth: int = Field(default=32, ge=4, le=90)

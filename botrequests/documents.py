@@ -7,12 +7,25 @@ service does not know in `model_extra`, so they are neither lost nor served.
 """
 
 import functools
+import operator
+import types
+import typing
 from datetime import datetime
 from typing import Any, ClassVar
 
 import pymongo
 from beanie import Document, PydanticObjectId
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, model_validator
+from bson import ObjectId
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    PrivateAttr,
+    create_model,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 from pymongo import IndexModel
 
 REQUEST_KEY_INDEX = "organization_1_requestKey_1"
@@ -236,6 +249,23 @@ ENTITY_MODELS: list[type[Document]] = [Organization, User, Bot, File, Invoice, B
 DOCUMENT_MODELS: list[type[Document]] = [*ENTITY_MODELS, ApiKey]
 
 
+# An ObjectId as stored is checked in pydantic's core (an isinstance); anything else goes
+# through Beanie's PydanticObjectId as before (a stored 24-hex string, say).
+_StoredId = InstanceOf[ObjectId] | PydanticObjectId
+
+
+def _stored_ids(annotation: Any) -> Any:
+    """`annotation` with PydanticObjectId (alone, optional or in a list) as `_StoredId`."""
+    if annotation is PydanticObjectId:
+        return _StoredId
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        return functools.reduce(operator.or_, (_stored_ids(arg) for arg in args))
+    if origin is list and args:
+        return list[_stored_ids(args[0])]
+    return annotation
+
+
 class _Read(StoredOrder):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
@@ -246,11 +276,11 @@ def reader(document: type[StoredDocument]) -> type[StoredOrder]:
     same validation, without Beanie's `Document.__init__`, which pydantic calls on every
     `model_validate` and which validates the document a second time (16 µs a request
     document, against 7 µs). Served exactly as the document would be."""
-    fields: dict[str, Any] = {
-        name: (info.annotation, info)
-        for name, info in document.model_fields.items()
-        if name != "revision_id"
-    }
+    fields: dict[str, Any] = {}
+    for name, info in document.model_fields.items():
+        if name != "revision_id":
+            annotation = _stored_ids(info.annotation)
+            fields[name] = (annotation, FieldInfo.merge_field_infos(info, annotation=annotation))
     twin = create_model(f"{document.__name__}Read", __base__=_Read, **fields)
     twin.ARRAYS_FIRST = document.ARRAYS_FIRST
     twin.ARRAYS_LAST = document.ARRAYS_LAST

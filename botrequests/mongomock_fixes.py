@@ -10,15 +10,20 @@ service relies on. Each falls back to mongomock's own code for forms it does not
 - a find by `_id` (`{_id: x}`, `{_id: {$in: [...]}}`, or either inside a top-level `$and`,
   as a tenant-scoped lookup is): the documents taken from mongomock's store by key, as
   MongoDB's `_id` index would, instead of a scan of the collection (every GET by id and
-  every population lookup is one).
+  every population lookup is one);
+- the copy of every document a find returns: immutable values (strings, numbers,
+  ObjectIds, dates) are shared, not passed one by one through `copy.copy` (a page of 100
+  spent a sixth of its time there).
 """
 
 import copy
 import itertools
+from datetime import datetime
 from typing import Any
 
-from bson import ObjectId
+from bson import Decimal128, Int64, ObjectId
 from mongomock import aggregate as mongomock_aggregate
+from mongomock import collection as mongomock_collection
 from mongomock.collection import Collection
 from mongomock.filtering import filter_applies
 from mongomock.helpers import get_value_by_dot
@@ -196,3 +201,27 @@ def _iter_documents(self: Collection, query: Any) -> Any:
 
 
 Collection._iter_documents = _iter_documents
+
+
+# Values a copy may share: none of them can be changed in place.
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), ObjectId, datetime, bytes, Int64})
+_IMMUTABLE |= {Decimal128}
+
+
+def _copy_field(value: Any, container: Any) -> Any:
+    """mongomock's `_copy_field` (a deep copy of a document for the caller), sharing
+    immutable values instead of copying each."""
+    kind = type(value)
+    if kind in _IMMUTABLE:
+        return value
+    if kind is dict or isinstance(value, dict):
+        new = container()
+        for key, item in value.items():
+            new[key] = _copy_field(item, container)
+        return new
+    if isinstance(value, list):
+        return [_copy_field(item, container) for item in value]
+    return copy.copy(value)
+
+
+mongomock_collection._copy_field = _copy_field

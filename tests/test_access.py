@@ -5,6 +5,7 @@ import json
 import logging
 import socket
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -180,6 +181,23 @@ async def test_access_revoked_key_stops_working_and_only_hash_is_stored(client, 
     assert (
         await client.delete(f"/organizations/{a['org']['id']}/api-keys/{ObjectId()}", headers=ADMIN)
     ).status_code == 404
+
+
+async def test_access_key_revoked_elsewhere_stops_within_the_cache_bound(app, client, raw, secured):
+    """A key revoked by another worker (here: in the database) is trusted by this worker
+    for at most KEY_CACHE_SECONDS, then refused; a key never looked up is not cached."""
+    app.state.settings = app.state.settings.model_copy(update={"key_cache_seconds": 0.5})
+    a = await tenant(client, "A")
+    assert (await client.get("/bot-requests", headers=a["headers"])).status_code == 200
+    revoked = {"$set": {"revokedAt": datetime.now(UTC)}}
+    await raw.apikeys.update_one({"_id": ObjectId(a["key"]["id"])}, revoked)
+    within = await client.get("/bot-requests", headers=a["headers"])
+    assert within.status_code == 200  # this worker looked it up under 0.5 s ago
+    await asyncio.sleep(0.6)
+    assert (await client.get("/bot-requests", headers=a["headers"])).status_code == 401
+    b = await tenant(client, "B")
+    await raw.apikeys.update_one({"_id": ObjectId(b["key"]["id"])}, revoked)
+    assert (await client.get("/bot-requests", headers=b["headers"])).status_code == 401
 
 
 async def test_cli_create_api_key_prints_a_working_key(client, secured, capsys):

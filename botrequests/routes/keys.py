@@ -46,11 +46,13 @@ async def revoke_api_key(
     key_id: Annotated[str, Path(pattern=OBJECT_ID_PATTERN)],
     _: AdminDep,
 ) -> Response:
-    """Revoke one of the organization's keys; it stops working at once."""
+    """Revoke one of the organization's keys: at once on the worker that revokes it,
+    within KEY_CACHE_SECONDS on the others."""
     identifier = PydanticObjectId(key_id.lower())
     found = await ApiKey.find_one({"_id": identifier, "organization": organization.id})
     if found is None:
         raise not_found("api key", key_id)
     if found.revokedAt is None:
         await found.set({"revokedAt": now()})
+    auth.forget_key(found.hash)
     return Response(status_code=204)
