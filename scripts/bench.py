@@ -8,8 +8,9 @@
 Prints one table: single POSTs vs a batch, a populated page of 100 vs fetching each
 reference one by one (and vs the same page unpopulated), a thread of depth 200 via the
 thread endpoint vs walking `originalRequest` one query at a time, and p50/p99 latency of
-`GET /bot-requests/{id}` under concurrent load from real HTTP clients against
-`botrequests serve` vs a bare FastAPI endpoint serving the same JSON from memory. On a
+`GET /bot-requests/{id}` under load from `wrk` against `botrequests serve` vs a bare
+FastAPI endpoint serving the same JSON from memory (`scripts/latency.py` has the fuller
+table: pages, access control on). On a
 server, round trips are counted twice: by the driver's command listener and by the
 server's own `serverStatus.opcounters`. On the embedded backend, how a read's cost grows
 with the stored data (mongomock has no indexes: every query scans).
@@ -40,6 +41,7 @@ from botrequests.app import create_app  # noqa: E402
 from botrequests.config import Settings  # noqa: E402
 from botrequests.documents import Bot, BotRequest, File, Invoice, Organization, User  # noqa: E402
 from botrequests.serialize import dump, dump_bot  # noqa: E402
+from scripts import latency  # noqa: E402
 
 ROWS: list[tuple[str, str, str, str]] = []
 SERVER_OPS: dict[str, Any] = {"uri": None}  # set when the server's own counters are read
@@ -260,30 +262,11 @@ def start(args: list[str], port: int, env: dict) -> subprocess.Popen:
     raise RuntimeError(f"server on port {port} did not start")
 
 
-async def load(url: str, clients: int, per_client: int) -> list[float]:
-    latencies: list[float] = []
-
-    async def one(http: httpx.AsyncClient) -> None:
-        for _ in range(per_client):
-            begin = time.perf_counter()
-            response = await http.get(url)
-            latencies.append(time.perf_counter() - begin)
-            response.raise_for_status()
-
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
-        await asyncio.gather(*(one(http) for _ in range(clients)))
-    return latencies
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
-async def bench_served(clients: int, per_client: int, ingest: int) -> None:
+async def bench_served(seconds: float, ingest: int) -> None:
     """Against `botrequests serve` over real HTTP, as bot products call it: ingest (single
-    POSTs one after another vs batches), then GET latency under concurrent clients."""
+    POSTs one after another vs batches), then GET latency under load from `wrk` (or, if
+    it is not installed, separate client processes: a floor; `scripts/latency.py`)."""
+    generate, method = latency.load_generator()
     env = dict(os.environ)
     env["LOG_LEVEL"] = "warning"
     env["BOTREQUESTS_AUTH"] = "off"
@@ -295,8 +278,9 @@ async def bench_served(clients: int, per_client: int, ingest: int) -> None:
             w = await world(client, f"lat{port}")
             created = (await client.post("/bot-requests", json=body(w, 1))).json()
             served = (await client.get(f"/bot-requests/{created['id']}")).content
-        await load(f"{base}/bot-requests/{created['id']}", clients, 5)  # warm up
-        ours = await load(f"{base}/bot-requests/{created['id']}", clients, per_client)
+        url = f"{base}/bot-requests/{created['id']}"
+        generate(url, {}, 1)  # warm up
+        ours = generate(url, {}, seconds)
         # After the latency run: the embedded backend has no indexes (a lookup scans the
         # collection), so the thousands of ingested requests would slow every GET after.
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
@@ -323,23 +307,23 @@ async def bench_served(clients: int, per_client: int, ingest: int) -> None:
         env,
     )
     try:
-        await load(f"http://127.0.0.1:{bare_port}/same", clients, 5)
-        ceiling = await load(f"http://127.0.0.1:{bare_port}/same", clients, per_client)
+        generate(f"http://127.0.0.1:{bare_port}/same", {}, 1)
+        ceiling = generate(f"http://127.0.0.1:{bare_port}/same", {}, seconds)
     finally:
         bare.terminate()
         bare.wait()
         os.unlink(payload.name)
     row(
         "GET /bot-requests/{id}, botrequests serve",
-        f"p50 {pct(ours, 0.5):.2f} ms, p99 {pct(ours, 0.99):.2f} ms",
+        f"p50 {ours.p50:.2f} ms, p99 {ours.p99:.2f} ms, {ours.rps:,.0f} req/s",
         "",
-        f"{clients} clients x {per_client}",
+        method,
     )
     row(
         "same JSON from a bare FastAPI endpoint",
-        f"p50 {pct(ceiling, 0.5):.2f} ms, p99 {pct(ceiling, 0.99):.2f} ms",
+        f"p50 {ceiling.p50:.2f} ms, p99 {ceiling.p99:.2f} ms, {ceiling.rps:,.0f} req/s",
         "",
-        f"p50 ratio {pct(ours, 0.5) / pct(ceiling, 0.5):.2f}x",
+        f"p50 ratio {ours.p50 / ceiling.p50:.2f}x, req/s ratio {ceiling.rps / ours.rps:.2f}x",
     )
 
 
@@ -421,7 +405,7 @@ async def run(smoke: bool, backend: str) -> None:
             await bench_thread(client, w, 5 if smoke else 200, 1 if smoke else 5)
         if uri:
             await app.state.mongo.drop_database(settings.mongodb_database)
-    await bench_served(2 if smoke else 8, 5 if smoke else 250, 10 if smoke else 300)
+    await bench_served(1 if smoke else 6, 10 if smoke else 300)
     if not uri:
         await bench_growth([100, 300] if smoke else [1_000, 10_000, 30_000])
 

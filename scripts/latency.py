@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -68,7 +69,9 @@ def wrk(url: str, headers: dict[str, str], seconds: float) -> Run:
     return Run(_ms(p50.group(1)), _ms(p99.group(1)), float(rps.group(1)))
 
 
-def _client(url: str, headers: dict[str, str], seconds: float, queue: multiprocessing.Queue) -> None:
+def _client(
+    url: str, headers: dict[str, str], seconds: float, queue: multiprocessing.Queue
+) -> None:
     latencies = []
     with httpx.Client(headers=headers, timeout=30) as http:
         end = time.perf_counter() + seconds
@@ -152,7 +155,10 @@ def seed(base: str, headers: dict[str, str], org_id: str | None) -> dict[str, st
         ]
         made = post("/bot-requests/batch", {"items": items})
         one = made["items"][0]["id"]
-    return {"GET /bot-requests/{id}": f"/bot-requests/{one}", "page of 100": "/bot-requests?limit=100"}
+    return {
+        "GET /bot-requests/{id}": f"/bot-requests/{one}",
+        "page of 100": "/bot-requests?limit=100",
+    }
 
 
 def measure(rounds: int, seconds: float, load) -> list[tuple[str, Run, Run]]:
@@ -191,17 +197,21 @@ def measure(rounds: int, seconds: float, load) -> list[tuple[str, Run, Run]]:
     return out
 
 
+def load_generator(wanted: str = "auto") -> tuple[Any, str]:
+    """`wrk` when installed, else the process fallback; and how to name it in a table."""
+    if wanted == "wrk" or (wanted == "auto" and shutil.which("wrk")):
+        return wrk, f"wrk, 1 thread, {CONNECTIONS} connections"
+    return processes, f"{CONNECTIONS} Python client processes (no wrk: figures are a floor)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6)
+    parser.add_argument("--generator", choices=["auto", "wrk", "processes"], default="auto")
     args = parser.parse_args()
     os.environ["LOG_LEVEL"] = "warning"  # no log line per request, on either side
-    if shutil.which("wrk"):
-        load, method = wrk, f"wrk, 1 thread, {CONNECTIONS} connections"
-    else:
-        load = processes
-        method = f"{CONNECTIONS} Python client processes (wrk not installed: figures are a floor)"
+    load, method = load_generator(args.generator)
     rows = measure(args.rounds, args.seconds, load)
     print(
         f"\nlatency — {method}, {args.seconds:g} s per run, median of {args.rounds} "

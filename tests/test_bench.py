@@ -31,3 +31,32 @@ def test_bench_smoke_prints_the_table():
     assert "| page of 100, populated |" in table
     assert "| 6 trips |" in table  # a populated page: the page + one query per collection
     assert "| 7 trips |" in table  # a thread: up, down, population
+
+
+def test_latency_script_prints_both_sides_and_ratios():
+    """scripts/latency.py end to end with its fallback load generator (CI may lack wrk)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "scripts/latency.py",
+            "--rounds",
+            "1",
+            "--seconds",
+            "1",
+            "--generator",
+            "processes",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    table = result.stdout
+    assert "figures are a floor" in table
+    for case in ("GET /bot-requests/{id}", "page of 100"):
+        for auth in ("off", "on"):
+            line = next(
+                x for x in table.splitlines() if x.startswith(f"| {case}, access control {auth}")
+            )
+            assert line.count("×") == 2, line
