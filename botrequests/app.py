@@ -70,7 +70,40 @@ def create_app(config: Settings | None = None) -> FastAPI:
     data = [Depends(auth.principal), Depends(_database_ready)]
     for router in (records.router, keys.router, bots.router, bot_requests.router):
         app.include_router(router, dependencies=data, responses=ERROR_RESPONSES)
+    app.openapi = lambda: _openapi_with_scopes(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_with_scopes(app: FastAPI) -> dict:
+    """The OpenAPI document, each data operation saying which key scopes may call it
+    (`x-scopes`, and a line of its description)."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        for path, operations in schema.get("paths", {}).items():
+            if path.startswith(("/healthz", "/readyz", "/ui")):
+                continue
+            for method, operation in operations.items():
+                allowed = auth.scopes_for(method.upper(), path)
+                if _admin_only(app, method.upper(), path):
+                    allowed = ()
+                operation["x-scopes"] = list(allowed)
+                said = ", ".join(allowed) if allowed else "none (the admin token only)"
+                operation["description"] = (
+                    operation.get("description", "") + f"\n\nAPI key scopes: {said}."
+                ).strip()
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _admin_only(app: FastAPI, method: str, path: str) -> bool:
+    """Whether the route at `path` needs the admin token whatever the key's scope."""
+    for route in app.routes:
+        if getattr(route, "path", None) == path and method in getattr(route, "methods", ()):
+            return any(
+                dependency.call is auth.admin_only
+                for dependency in route.dependant.dependencies  # type: ignore[attr-defined]
+            )
+    return False
 
 
 async def _database_ready(request: Request) -> None:

@@ -31,23 +31,46 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def issue_key(organization: PydanticObjectId) -> tuple[ApiKey, str]:
+async def issue_key(organization: PydanticObjectId, scope: str = "full") -> tuple[ApiKey, str]:
     key = "br_" + secrets.token_urlsafe(32)
     record = ApiKey(
         id=PydanticObjectId(),
         organization=organization,
         hash=digest(key),
         prefix=key[:10],
+        scope=scope,
         createdAt=now(),
     )
     await record.insert()
     return record, key
 
 
+# What a key may do. `ingest`: record requests (one, a batch) and their outcome (PATCH),
+# nothing else, not even a read; `read`: every read, no write; `full`: both, and the other
+# writes of its organization (bots, users, files, invoices, erasures).
+SCOPES = ("ingest", "read", "full")
+# The operations an `ingest` key may call (method, route path).
+INGEST_OPERATIONS = frozenset(
+    {("POST", "/bot-requests"), ("POST", "/bot-requests/batch"), ("PATCH", "/bot-requests/{id}")}
+)
+
+
+def scopes_for(method: str, path: str) -> tuple[str, ...]:
+    """The key scopes that may call an operation: a rule, not a list kept by hand, so a
+    new route is covered the day it is added (and the OpenAPI document says it)."""
+    if (method, path) in INGEST_OPERATIONS:
+        return ("ingest", "full")
+    if method in ("GET", "HEAD"):
+        return ("read", "full")
+    return ("full",)
+
+
 @dataclass(frozen=True)
 class Principal:
     org: PydanticObjectId | None  # None: every organization
     admin: bool
+    scope: str = "full"
+    key: str | None = None  # the key's prefix, for records of who did what
 
 
 _bearer = HTTPBearer(
@@ -71,39 +94,46 @@ async def principal(
     if admin and hmac.compare_digest(token.encode(), admin.encode()):
         current_org.set(None)
         return Principal(None, True)
-    org = await _organization_of(digest(token), settings.key_cache_seconds)
-    if org is None:
+    found = await _key_of(digest(token), settings.key_cache_seconds)
+    if found is None:
         raise Unauthorized("unknown or revoked API key")
+    org, scope = found
     current_org.set(org)
-    return Principal(org, False)
+    who = Principal(org, False, scope, token[:10])
+    route = request.scope.get("route")
+    allowed = scopes_for(request.method, getattr(route, "path", request.url.path))
+    if scope not in allowed:
+        raise Forbidden(
+            f"this API key's scope is '{scope}'; this operation needs "
+            + " or ".join(f"'{name}'" for name in allowed)
+        )
+    return who
 
 
-# Keys found valid, by hash: (organization, until when), for KEY_CACHE_SECONDS. A cache,
+# Keys found valid, by hash: (organization, scope, until when), for KEY_CACHE_SECONDS. A cache,
 # not state: each worker fills its own and loses nothing by forgetting it. A key revoked
 # through this worker is dropped at once; through another worker, or in the database,
 # it stops working here within KEY_CACHE_SECONDS. Unknown keys are never remembered, so
 # guessing cannot fill it; it is emptied if it ever holds KEY_CACHE_MAX keys.
-_known: dict[str, tuple[PydanticObjectId, float]] = {}
+_known: dict[str, tuple[PydanticObjectId, str, float]] = {}
 KEY_CACHE_MAX = 10_000
 
 
-async def _organization_of(hashed: str, cache_seconds: float) -> PydanticObjectId | None:
+async def _key_of(hashed: str, cache_seconds: float) -> tuple[PydanticObjectId, str] | None:
     remembered = _known.get(hashed)
     moment = time.monotonic()
-    if remembered is not None and remembered[1] > moment:
-        return remembered[0]
-    (rows,) = await db.find_each(
-        [(ApiKey, {"hash": hashed, "revokedAt": None}, {"organization": 1})]
-    )
-    if not rows:
+    if remembered is not None and remembered[2] > moment:
+        return remembered[0], remembered[1]
+    row = await db.use_key(hashed, now())
+    if row is None:
         _known.pop(hashed, None)
         return None
-    org = PydanticObjectId(rows[0]["organization"])
+    org, scope = PydanticObjectId(row["organization"]), row.get("scope") or "full"
     if cache_seconds > 0:
         if len(_known) >= KEY_CACHE_MAX:
             _known.clear()
-        _known[hashed] = (org, moment + cache_seconds)
-    return org
+        _known[hashed] = (org, scope, moment + cache_seconds)
+    return org, scope
 
 
 def forget_key(hashed: str) -> None:

@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         "create-api-key", help="issue an API key for an organization and print it once"
     )
     key.add_argument("--organization", required=True, help="the organization's id")
+    key.add_argument(
+        "--scope",
+        choices=["ingest", "read", "full"],
+        default="full",
+        help="ingest: record requests and outcomes only; read: reads only; full (default): both",
+    )
 
     commands.add_parser(
         "repair-threads",
@@ -102,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return asyncio.run(_run_async(args, settings))
 
 
-async def _create_api_key(organization: str) -> int:
+async def _create_api_key(organization: str, scope: str = "full") -> int:
     from beanie import PydanticObjectId
 
     from botrequests import auth
@@ -115,8 +121,11 @@ async def _create_api_key(organization: str) -> int:
     if found is None:
         print(f"botrequests: no organization {organization}", file=sys.stderr)
         return 1
-    record, key = await auth.issue_key(found.id)
-    print(f"API key for {found.name} ({found.id}), id {record.id}; shown once, store it now:")
+    record, key = await auth.issue_key(found.id, scope)
+    print(
+        f"API key ({scope}) for {found.name} ({found.id}), id {record.id}; "
+        "shown once, store it now:"
+    )
     print(key)
     return 0
 
@@ -182,7 +191,7 @@ async def _run_command(args: argparse.Namespace, settings: Settings, client: Any
         print("\n".join(report.lines()))
         return 2 if report.refused else 0
     if args.command == "create-api-key":
-        return await _create_api_key(args.organization)
+        return await _create_api_key(args.organization, args.scope)
     repairs = await repair.repair_related_requests(_progress("repair-threads"))
     for fixed in repairs:
         print(

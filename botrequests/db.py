@@ -332,6 +332,46 @@ async def find_each(
     return list(await asyncio.gather(*(cursor.to_list(length=None) for cursor in cursors)))
 
 
+async def use_key(hashed: str, moment: Any) -> dict | None:
+    """The unrevoked key with this hash (its organization and scope), marked used now:
+    one round trip (findAndModify)."""
+    from pymongo import ReturnDocument
+
+    from botrequests.documents import ApiKey
+
+    return await collection(ApiKey).find_one_and_update(
+        {"hash": hashed, "revokedAt": None},
+        {"$set": {"lastUsedAt": moment}},
+        projection={"organization": 1, "scope": 1},
+        return_document=ReturnDocument.AFTER,
+    )
+
+
+async def take_lease(name: str, owner: str, moment: Any, until: Any) -> bool:
+    """Whether `owner` now holds the lease `name` until `until` (taken if free or expired,
+    or already its own). Atomic on the server: of workers racing, one wins; the others'
+    upsert meets the unique `_id` and they are told no."""
+    from pymongo.errors import DuplicateKeyError
+
+    from botrequests.documents import Lease
+
+    free = {"_id": name, "$or": [{"until": {"$lt": moment}}, {"owner": owner}]}
+    try:
+        await collection(Lease).update_one(
+            free, {"$set": {"owner": owner, "until": until}}, upsert=True
+        )
+    except DuplicateKeyError:
+        return False
+    held = await collection(Lease).find_one({"_id": name})
+    return bool(held and held.get("owner") == owner)
+
+
+async def release_lease(name: str, owner: str) -> None:
+    from botrequests.documents import Lease
+
+    await collection(Lease).delete_one({"_id": name, "owner": owner})
+
+
 async def count(model: type[Document], query: Mapping[str, Any]) -> int:
     return await collection(model).count_documents(dict(query))
 

@@ -69,6 +69,9 @@ class StoredDocument(StoredOrder, Document):
 
 class Organization(StoredDocument):
     name: str
+    # Requests older than this many days are deleted (retention.py); None: kept. The
+    # service's own field on a Mongoose entity (kept by Mongoose like any unknown field).
+    retentionDays: int | None = None
     createdAt: datetime | None = None
     updatedAt: datetime | None = None
 
@@ -233,7 +236,12 @@ class ApiKey(StoredDocument):
     organization: PydanticObjectId
     hash: str
     prefix: str
+    # What the key may do: "ingest", "read" or "full" (auth.SCOPES); keys made before
+    # scopes existed have none and are "full".
+    scope: str | None = None
     createdAt: datetime | None = None
+    # Set when a worker looks the key up (at most once per KEY_CACHE_SECONDS per worker).
+    lastUsedAt: datetime | None = None
     revokedAt: datetime | None = None
 
     class Settings(StoredDocument.Settings):
@@ -244,9 +252,37 @@ class ApiKey(StoredDocument):
         ]
 
 
+class Erasure(StoredDocument):
+    """The record of one erasure of a user's data (GDPR Art. 17): who asked, when, and how
+    much was deleted, never what. botrequests' own collection."""
+
+    organization: PydanticObjectId
+    user: PydanticObjectId
+    requestedBy: str  # "admin token" or the key's prefix
+    createdAt: datetime | None = None
+    finishedAt: datetime | None = None
+    deleted: dict[str, int] | None = None
+
+    class Settings(StoredDocument.Settings):
+        name = "erasures"
+        indexes = [IndexModel([("organization", pymongo.ASCENDING), ("user", pymongo.ASCENDING)])]
+
+
+class Lease(StoredDocument):
+    """A lease that lets one worker at a time run a job (the retention sweep): held by
+    `owner` until `until`; its `_id` is the job's name (a string: read and written raw by
+    db.take_lease, never through this model). botrequests' own collection."""
+
+    owner: str | None = None
+    until: datetime | None = None
+
+    class Settings(StoredDocument.Settings):
+        name = "leases"
+
+
 # The Mongoose entities (and the importer's collections), then the service's own.
 ENTITY_MODELS: list[type[Document]] = [Organization, User, Bot, File, Invoice, BotRequest]
-DOCUMENT_MODELS: list[type[Document]] = [*ENTITY_MODELS, ApiKey]
+DOCUMENT_MODELS: list[type[Document]] = [*ENTITY_MODELS, ApiKey, Erasure, Lease]
 
 
 # An ObjectId as stored is checked in pydantic's core (an isinstance); anything else goes
