@@ -10,14 +10,14 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from pymongo.errors import ConnectionFailure
 
-from botrequests import __version__, auth, db, errors, importer
+from botrequests import __version__, auth, db, errors, importer, retention
 from botrequests import records as record_service
 from botrequests.config import Settings, settings
 from botrequests.documents import ApiKey, Organization
 from botrequests.errors import Unavailable
 from botrequests.middleware import Guard
 from botrequests.responses import ERROR_RESPONSES
-from botrequests.routes import bot_requests, bots, health, keys, records, ui
+from botrequests.routes import bot_requests, bots, erasures, health, keys, records, ui
 
 log = logging.getLogger("botrequests")
 
@@ -44,12 +44,15 @@ def create_app(config: Settings | None = None) -> FastAPI:
                 log.info("import: %s", line)
         if ready:
             await _bootstrap_development_key(config)
+        sweeper = None
+        if config.retention_sweep_seconds > 0:
+            sweeper = asyncio.create_task(_sweep_now_and_then(app, config.retention_sweep_seconds))
         try:
             yield
         finally:
-            retry = getattr(app.state, "db_retry", None)
-            if retry is not None:
-                retry.cancel()
+            for task in (getattr(app.state, "db_retry", None), sweeper):
+                if task is not None:
+                    task.cancel()
             db.close_client(client)
 
     app = FastAPI(
@@ -68,7 +71,7 @@ def create_app(config: Settings | None = None) -> FastAPI:
     app.include_router(ui.router)
     app.mount("/ui/static", ui.assets, name="ui-static")
     data = [Depends(auth.principal), Depends(_database_ready)]
-    for router in (records.router, keys.router, bots.router, bot_requests.router):
+    for router in (records.router, keys.router, erasures.router, bots.router, bot_requests.router):
         app.include_router(router, dependencies=data, responses=ERROR_RESPONSES)
     app.openapi = lambda: _openapi_with_scopes(app)  # type: ignore[method-assign]
     return app
@@ -168,6 +171,23 @@ async def _retry_start(app: FastAPI, client: object, config: Settings) -> None:
         app.state.db_ready = True
         log.info("database reachable again: ready")
         return
+
+
+async def _sweep_now_and_then(app: FastAPI, every: float) -> None:
+    """The retention sweep, every `every` seconds (the first after one interval), by
+    whichever worker takes the lease; a failure is logged and the next one tried."""
+    while True:
+        await asyncio.sleep(every)
+        if not app.state.db_ready:
+            continue
+        try:
+            swept = await retention.sweep()
+        except Exception:
+            log.exception("retention sweep failed; trying again in %.0f s", every)
+            continue
+        for purged in swept or ():
+            if purged.requests:
+                log.info("retention: %s", purged.line())
 
 
 def _report_retry_end(task: asyncio.Task) -> None:

@@ -1,4 +1,4 @@
-"""The `botrequests` command: serve, import, repair-threads."""
+"""The `botrequests` command: serve, import, repair-threads, purge, create-api-key."""
 
 import argparse
 import asyncio
@@ -90,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="ingest: record requests and outcomes only; read: reads only; full (default): both",
     )
 
+    purge = commands.add_parser(
+        "purge",
+        help="delete requests older than their organization's retentionDays (threads repaired)",
+    )
+    purge.add_argument(
+        "--dry-run", action="store_true", help="print what would be deleted, delete nothing"
+    )
+
     commands.add_parser(
         "repair-threads",
         help="rebuild every relatedRequests from the originalRequest fields (idempotent)",
@@ -127,6 +135,28 @@ async def _create_api_key(organization: str, scope: str = "full") -> int:
         "shown once, store it now:"
     )
     print(key)
+    return 0
+
+
+async def _purge(dry_run: bool) -> int:
+    from botrequests import retention
+
+    if dry_run:
+        purged = await retention.purge(dry_run=True)
+    else:
+        swept = await retention.sweep()
+        if swept is None:
+            print(
+                "botrequests purge: a sweep is running elsewhere (a service worker or another "
+                "purge); nothing done, try again later",
+                file=sys.stderr,
+            )
+            return 1
+        purged = swept
+    for line in purged:
+        print(line.line())
+    verb = "would be deleted" if dry_run else "deleted"
+    print(f"{sum(p.requests for p in purged)} request(s) {verb} in {len(purged)} organization(s)")
     return 0
 
 
@@ -192,6 +222,8 @@ async def _run_command(args: argparse.Namespace, settings: Settings, client: Any
         return 2 if report.refused else 0
     if args.command == "create-api-key":
         return await _create_api_key(args.organization, args.scope)
+    if args.command == "purge":
+        return await _purge(args.dry_run)
     repairs = await repair.repair_related_requests(_progress("repair-threads"))
     for fixed in repairs:
         print(

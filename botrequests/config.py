@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     max_json_depth: int = Field(default=32, ge=4, le=90)
 
+    # How often each worker tries the retention sweep (organizations' `retentionDays`);
+    # one worker at a time runs it (a lease in the database). 0: never (`botrequests
+    # purge` only).
+    retention_sweep_seconds: float = Field(default=3600, ge=0, le=7 * 86_400)
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"

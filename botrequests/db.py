@@ -372,6 +372,22 @@ async def release_lease(name: str, owner: str) -> None:
     await collection(Lease).delete_one({"_id": name, "owner": owner})
 
 
+async def delete_many(model: type[Document], query: Mapping[str, Any]) -> int:
+    return (await collection(model).delete_many(dict(query))).deleted_count
+
+
+async def unlink_related(organization: Any, ids: list[Any]) -> int:
+    """Take `ids` out of every `relatedRequests` of the organization that lists them (and
+    move `__v`, as Mongoose would for an array change): before the requests are deleted."""
+    from botrequests.documents import VERSION_BUMP, BotRequest
+
+    result = await collection(BotRequest).update_many(
+        {"organization": organization, "relatedRequests": {"$in": ids}},
+        {"$pull": {"relatedRequests": {"$in": ids}}, "$inc": VERSION_BUMP},
+    )
+    return result.modified_count
+
+
 async def count(model: type[Document], query: Mapping[str, Any]) -> int:
     return await collection(model).count_documents(dict(query))
 

@@ -18,6 +18,7 @@ from botrequests.schemas import (
     FileCreate,
     InvoiceCreate,
     OrganizationCreate,
+    OrganizationUpdate,
     SafeObject,
     UserCreate,
 )
@@ -79,7 +80,22 @@ def stamped(fields: dict[str, Any]) -> dict[str, Any]:
 
 async def create_organization(body: OrganizationCreate) -> Organization:
     # Admin only (routes): a tenant key cannot create organizations.
-    return await Organization(**stamped(body.model_dump())).insert()
+    return await Organization(**stamped(body.model_dump(exclude_none=True))).insert()
+
+
+async def update_organization(org: Organization, body: OrganizationUpdate) -> Organization:
+    """Admin only (routes): rename, or set / clear `retentionDays`."""
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        return org
+    if "name" in changes and changes["name"] is None:
+        raise InvalidInput(["body", "name"], "may not be null")
+    updates = {key: value for key, value in changes.items() if value is not None}
+    updates["updatedAt"] = later_than(org.updatedAt)
+    operations: list[Any] = [Set(updates)]
+    if "retentionDays" in changes and changes["retentionDays"] is None:
+        operations.append(Unset({"retentionDays": 1}))
+    return await update_returning(Organization, org.id, operations)
 
 
 async def create_user(body: UserCreate) -> User:

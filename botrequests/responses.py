@@ -39,14 +39,36 @@ class Ref(BaseModel):
 
 class OrganizationPublic(BaseModel):
     name: str | None = None
+    retentionDays: int | None = None
     createdAt: str | None = None
     updatedAt: str | None = None
     id: str
 
 
-class UserPublic(OrganizationPublic):
+class ErasurePublic(BaseModel):
+    """What an erasure deleted (counts per collection), who asked and when; never the
+    erased content."""
+
+    organization: str
+    user: str
+    requestedBy: str
+    createdAt: str | None = None
+    finishedAt: str | None = None
+    deleted: dict[str, int] | None = None
+    id: str
+
+
+class ErasureList(BaseModel):
+    items: list[ErasurePublic]
+
+
+class UserPublic(BaseModel):
+    name: str | None = None
     email: str | None = None
     organization: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
+    id: str
 
 
 class BotInputPublic(BaseModel):

@@ -99,6 +99,20 @@ class Body(BaseModel):
 
 class OrganizationCreate(Body):
     name: Name
+    retentionDays: Annotated[int, Field(ge=1, le=36_500)] | None = Field(
+        default=None, description="delete requests older than this many days (none: keep)"
+    )
+
+
+class OrganizationUpdate(Body):
+    name: Name | None = None
+    retentionDays: Annotated[int, Field(ge=1, le=36_500)] | None = Field(
+        default=None, description="delete requests older than this many days; null: keep all"
+    )
+
+
+class ErasureCreate(Body):
+    user: ObjectIdIn = Field(description="the user whose requests, files and record go")
 
 
 class UserCreate(Body):

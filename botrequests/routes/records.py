@@ -6,7 +6,13 @@ from botrequests import records
 from botrequests.auth import AdminDep
 from botrequests.deps import JSON, FileDep, InvoiceDep, OrganizationDep, UserDep
 from botrequests.responses import FilePublic, InvoicePublic, OrganizationPublic, UserPublic
-from botrequests.schemas import FileCreate, InvoiceCreate, OrganizationCreate, UserCreate
+from botrequests.schemas import (
+    FileCreate,
+    InvoiceCreate,
+    OrganizationCreate,
+    OrganizationUpdate,
+    UserCreate,
+)
 from botrequests.serialize import dump
 
 router = APIRouter()
@@ -18,6 +24,14 @@ router = APIRouter()
 async def create_organization(body: OrganizationCreate, _: AdminDep) -> JSON:
     """Create an organization (admin token)."""
     return JSON(dump(await records.create_organization(body)), status_code=201)
+
+
+@router.patch("/organizations/{id}", response_model=OrganizationPublic, tags=["organizations"])
+async def update_organization(
+    organization: OrganizationDep, body: OrganizationUpdate, _: AdminDep
+) -> JSON:
+    """Rename an organization or set its `retentionDays` (admin token)."""
+    return JSON(dump(await records.update_organization(organization, body)))
 
 
 @router.get("/organizations/{id}", response_model=OrganizationPublic, tags=["organizations"])
