@@ -7,101 +7,22 @@ every driver-specific line here makes that move a change in one place (DESIGN.md
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import bson
 from beanie import Document, init_beanie
 from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import monitoring, uri_parser
+from pymongo import uri_parser
 from pymongo.errors import CollectionInvalid, OperationFailure
 
 from botrequests import indexes
 from botrequests.config import Settings
 from botrequests.documents import DOCUMENT_MODELS, Bot, BotRequest
+from botrequests.roundtrips import count_round_trips as count_round_trips  # re-exported
+from botrequests.roundtrips import listener
 
 log = logging.getLogger("botrequests.db")
-
-
-class _RoundTrips(monitoring.CommandListener):
-    """Counts commands sent to the server (real MongoDB) while `counting` is on."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.counting = False
-        self.commands: list[str] = []  # what was counted, for a failing assertion's message
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.counting:
-            self.count += 1
-            self.commands.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-_listener = _RoundTrips()
-
-# The mongomock collection methods that stand for one round trip to a server.
-_MOCK_OPERATIONS = (
-    "find",
-    "find_one",
-    "aggregate",
-    "insert_one",
-    "insert_many",
-    "update_one",
-    "update_many",
-    "delete_one",
-    "delete_many",
-    "count_documents",
-    "find_one_and_update",
-    "bulk_write",
-    "distinct",
-)
-
-
-@contextmanager
-def count_round_trips() -> Iterator[_RoundTrips]:
-    """Count database round trips made inside the block, on either backend.
-
-    On a real server a command listener counts what is sent; on the embedded backend the
-    outermost call into a mongomock collection counts as one (mongomock calls itself, e.g.
-    `find_one` goes through `find`, so nested calls are not counted twice).
-    """
-    from mongomock.collection import Collection
-
-    originals = {name: getattr(Collection, name) for name in _MOCK_OPERATIONS}
-    depth = 0
-
-    def wrap(original: Any) -> Any:
-        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
-            nonlocal depth
-            if depth == 0:
-                _listener.count += 1
-                _listener.commands.append(original.__name__)
-            depth += 1
-            try:
-                return original(self, *args, **kwargs)
-            finally:
-                depth -= 1
-
-        return counted
-
-    _listener.count = 0
-    _listener.commands = []
-    _listener.counting = True
-    for name, original in originals.items():
-        setattr(Collection, name, wrap(original))
-    try:
-        yield _listener
-    finally:
-        _listener.counting = False
-        for name, original in originals.items():
-            setattr(Collection, name, original)
 
 
 def create_client(settings: Settings) -> Any:
@@ -117,7 +38,7 @@ def create_client(settings: Settings) -> Any:
     return AsyncIOMotorClient(
         settings.mongodb_uri,
         tz_aware=True,
-        event_listeners=[_listener],
+        event_listeners=[listener],
         **client_defaults(settings),
     )
 

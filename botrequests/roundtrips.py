@@ -1,0 +1,88 @@
+"""Counting database round trips, on either backend: the tests assert them, the benchmark
+reports them. Part of the database layer (with db.py): it knows the driver."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pymongo import monitoring
+
+
+class _RoundTrips(monitoring.CommandListener):
+    """Counts commands sent to the server (real MongoDB) while `counting` is on."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.counting = False
+        self.commands: list[str] = []  # what was counted, for a failing assertion's message
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.counting:
+            self.count += 1
+            self.commands.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+listener = _RoundTrips()
+
+# The mongomock collection methods that stand for one round trip to a server.
+_MOCK_OPERATIONS = (
+    "find",
+    "find_one",
+    "aggregate",
+    "insert_one",
+    "insert_many",
+    "update_one",
+    "update_many",
+    "delete_one",
+    "delete_many",
+    "count_documents",
+    "find_one_and_update",
+    "bulk_write",
+    "distinct",
+)
+
+
+@contextmanager
+def count_round_trips() -> Iterator[_RoundTrips]:
+    """Count database round trips made inside the block, on either backend.
+
+    On a real server a command listener counts what is sent; on the embedded backend the
+    outermost call into a mongomock collection counts as one (mongomock calls itself, e.g.
+    `find_one` goes through `find`, so nested calls are not counted twice).
+    """
+    from mongomock.collection import Collection
+
+    originals = {name: getattr(Collection, name) for name in _MOCK_OPERATIONS}
+    depth = 0
+
+    def wrap(original: Any) -> Any:
+        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal depth
+            if depth == 0:
+                listener.count += 1
+                listener.commands.append(original.__name__)
+            depth += 1
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                depth -= 1
+
+        return counted
+
+    listener.count = 0
+    listener.commands = []
+    listener.counting = True
+    for name, original in originals.items():
+        setattr(Collection, name, wrap(original))
+    try:
+        yield listener
+    finally:
+        listener.counting = False
+        for name, original in originals.items():
+            setattr(Collection, name, original)
