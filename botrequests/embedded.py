@@ -138,7 +138,7 @@ class _LatentAggregation(AsyncLatentCommandCursor):
     __anext__ = next
 
 
-# Past this many documents in one collection a populated read takes ~50 ms or more on
+# Past this many documents in one collection a filtered page takes ~100 ms or more on
 # this backend (it scans; README "How the embedded backend's cost grows"): said once.
 GROWTH_WARNING_DOCUMENTS = 12_000
 _warned: set[str] = set()
