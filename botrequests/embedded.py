@@ -149,8 +149,9 @@ def _warn_when_large(collection: Any) -> None:
         return
     _warned.add(collection.name)
     log.warning(
-        "the embedded database holds %d documents in %s: it has no indexes, so every read "
-        "scans them (a populated read now takes ~50 ms or more, and it grows with the data). "
+        "the embedded database holds %d documents in %s: it has no indexes but _id, so every "
+        "filtered read scans them (a page now takes ~100 ms or more, and it grows with the "
+        "data). "
         "Set MONGODB_URI to a MongoDB server for anything beyond trying the service out",
         len(collection._store),
         collection.name,
