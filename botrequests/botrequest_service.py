@@ -1,6 +1,7 @@
 """Service functions for bot requests: record the outcome later, filtered pages."""
 
 import hashlib
+import math
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,10 @@ def _references_missing(found: dict[str, dict], doc: BotRequest) -> None:
 _LABELS = {"bot": "bot", "createdBy": "user", "organization": "organization", "invoice": "invoice"}
 
 
+# PATCH fields that `null` removes from the stored request.
+_CLEARABLE = ("invoice", "usage", "metadata", "tags")
+
+
 async def update(doc: BotRequest, body: BotRequestUpdate) -> BotRequest:
     """Record the outcome later. An empty body changes nothing (and keeps `updatedAt`)."""
     changes = body.model_dump(exclude_unset=True)
@@ -48,8 +53,9 @@ async def update(doc: BotRequest, body: BotRequestUpdate) -> BotRequest:
     updates = {key: value for key, value in changes.items() if value is not None}
     updates["updatedAt"] = later_than(doc.updatedAt)
     operations: list[Any] = [Set(updates)]
-    if "invoice" in changes and changes["invoice"] is None:
-        operations.append(Unset({"invoice": 1}))
+    cleared = {name: 1 for name in _CLEARABLE if name in changes and changes[name] is None}
+    if cleared:
+        operations.append(Unset(cleared))
     if "images" in updates:
         operations.append(Inc(VERSION_BUMP))
     return await update_returning(BotRequest, doc.id, operations)
@@ -85,7 +91,36 @@ def filter_query(filters: BotRequestFilters) -> dict[str, Any]:
         created["$lt"] = filters.to
     if created:
         query["createdAt"] = created
+    if filters.tag:
+        query["tags"] = {"$all": sorted(set(filters.tag))}
+    if filters.model is not None:
+        query["usage.model"] = filters.model
+    latency = {
+        op: value
+        for op, value in (("$gte", filters.minLatencyMs), ("$lte", filters.maxLatencyMs))
+        if value is not None
+    }
+    if latency:
+        query["usage.latencyMs"] = latency
+    for key, text in (filters.metadata or {}).items():
+        query[f"metadata.{key}"] = {"$in": _as_stored(text)}
     return scoped(BotRequest, query)
+
+
+def _as_stored(text: str) -> list[Any]:
+    """A metadata value from a query string as every type it may be stored as: the text,
+    and the number or boolean it spells (`metadata.tier=2` finds 2 and "2")."""
+    values: list[Any] = [text]
+    if text in ("true", "false"):
+        values.append(text == "true")
+    else:
+        try:
+            number = float(text)
+        except ValueError:
+            return values
+        if math.isfinite(number):
+            values.append(int(number) if number.is_integer() and abs(number) < 2**53 else number)
+    return values
 
 
 def _fingerprint(query: dict[str, Any]) -> str:

@@ -187,6 +187,11 @@ class BotRequest(StoredDocument):
     isAggregation: bool | None = None
     credits: int | None = None
     requestKey: str | None = None
+    # Observability: what the call cost, the writer's own keys and labels (schemas.Usage,
+    # Metadata, Tags). Fields outside the Mongoose schema: Mongoose keeps and serves them.
+    usage: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
     createdAt: datetime | None = None
     updatedAt: datetime | None = None
 
@@ -199,6 +204,7 @@ class BotRequest(StoredDocument):
         indexes = [
             IndexModel([("createdAt", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]),
             IndexModel([("updatedAt", pymongo.DESCENDING)]),
+            IndexModel([("usage.latencyMs", pymongo.ASCENDING)]),
             # A client's idempotency key: a retried write is stored once. Unique within
             # an organization (no tenant can learn or take another's keys), and only
             # over requests that have one (a partial index: the many without do not
@@ -224,6 +230,8 @@ class BotRequest(StoredDocument):
                     "sessionKey",
                     "invoice",
                     "originalRequest",
+                    "tags",  # multikey: one entry per tag
+                    "usage.model",
                 )
             ),
         ]

@@ -148,6 +148,12 @@ class BotRequestPublic(BaseModel):
     isAggregation: bool | None = None
     credits: int | None = None
     requestKey: str | None = None
+    usage: dict[str, JsonValue] | None = Field(
+        default=None,
+        description="{model, promptTokens, completionTokens, totalTokens, latencyMs, cost}",
+    )
+    metadata: dict[str, JsonValue] | None = None
+    tags: list[str] | None = None
     createdAt: str | None = None
     updatedAt: str | None = None
     id: str

@@ -178,6 +178,46 @@ class BotUpdate(Body):
 # --- bot requests ----------------------------------------------------------------------
 
 
+# --- usage, metadata and tags ----------------------------------------------------------
+
+Tokens = Annotated[int, Field(ge=0, le=MAX_INT)]
+Measure = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
+
+
+class Usage(Body):
+    """What the call cost: each optional; `totalTokens` is the sum of the other two when
+    it is not given."""
+
+    model: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    promptTokens: Tokens | None = None
+    completionTokens: Tokens | None = None
+    totalTokens: Tokens | None = None
+    latencyMs: Measure | None = None
+    cost: Measure | None = None
+
+    @model_validator(mode="after")
+    def _total(self) -> "Usage":
+        if self.totalTokens is None and None not in (self.promptTokens, self.completionTokens):
+            self.totalTokens = self.promptTokens + self.completionTokens  # type: ignore[operator]
+        return self
+
+
+METADATA_KEY_PATTERN = r"^[^$.\x00]{1,64}$"
+MetadataKey = Annotated[str, StringConstraints(pattern=METADATA_KEY_PATTERN)]
+MetadataValue = (
+    bool
+    | Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | Annotated[str, StringConstraints(max_length=1000)]
+)
+Metadata = Annotated[
+    dict[MetadataKey, MetadataValue],
+    Field(max_length=32, description="flat: at most 32 keys (no '$' or '.'), scalar values"),
+]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Tags = Annotated[list[Tag], Field(max_length=20, description="at most 20 short strings")]
+
+
 class BotRequestCreate(Body):
     bot: ObjectIdIn
     success: bool
@@ -195,6 +235,9 @@ class BotRequestCreate(Body):
     requestKey: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
         default=None, description="client idempotency key: a retry with the same key is stored once"
     )
+    usage: Usage | None = None
+    metadata: Metadata | None = None
+    tags: Tags | None = None
 
 
 class BotRequestBatch(Body):
@@ -208,6 +251,9 @@ class BotRequestUpdate(Body):
     response: SafeJson = None
     images: Annotated[list[ObjectIdIn], Field(max_length=100)] | None = None
     invoice: ObjectIdIn | None = None
+    usage: Usage | None = None
+    metadata: Metadata | None = None
+    tags: Tags | None = None
 
 
 # --- query strings ---------------------------------------------------------------------
@@ -243,11 +289,44 @@ class BotRequestFilters(BaseModel):
         default=None, alias="from", description="createdAt at or after (ISO-8601)"
     )
     to: Instant | None = Field(default=None, description="createdAt before (ISO-8601)")
+    tag: list[Tag] | None = Field(
+        default=None, max_length=20, description="repeatable: requests with every tag given"
+    )
+    model: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        default=None, description="usage.model"
+    )
+    minLatencyMs: Measure | None = Field(default=None, description="usage.latencyMs at least")
+    maxLatencyMs: Measure | None = Field(default=None, description="usage.latencyMs at most")
+    metadata: dict[MetadataKey, Annotated[str, StringConstraints(max_length=1000)]] | None = Field(
+        default=None,
+        max_length=32,
+        description="given as `metadata.<key>=<value>` query parameters (each must match)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metadata_parameters(cls, data: Any) -> Any:
+        """`metadata.<key>=<value>` query parameters into one `metadata` filter; every
+        other unknown parameter is still refused."""
+        if not isinstance(data, dict):
+            return data
+        given = {key: value for key, value in data.items() if key.startswith("metadata.")}
+        if not given:
+            return data
+        rest = {key: value for key, value in data.items() if key not in given}
+        rest["metadata"] = {
+            key.removeprefix("metadata."): value[-1] if isinstance(value, list) else value
+            for key, value in given.items()
+        }
+        return rest
 
     @model_validator(mode="after")
     def _range(self) -> "BotRequestFilters":
         if self.from_ and self.to and self.from_ >= self.to:
             raise ValueError("'from' must be before 'to'")
+        low, high = self.minLatencyMs, self.maxLatencyMs
+        if low is not None and high is not None and low > high:
+            raise ValueError("'minLatencyMs' must not be above 'maxLatencyMs'")
         return self
 
 

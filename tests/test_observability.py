@@ -1,0 +1,130 @@
+"""Usage, metadata and tags on a request, and the filters on them (issue 18, first part),
+on both backends."""
+
+import pytest
+from bson import ObjectId
+
+from tests.factories import record, request_body, seed_world
+
+USAGE = {
+    "model": "gpt-x",
+    "promptTokens": 12,
+    "completionTokens": 30,
+    "latencyMs": 840.5,
+    "cost": 0.0021,
+}
+
+
+async def test_record_with_usage_metadata_and_tags_stored_and_served(client, raw):
+    world = await seed_world(client)
+    made = await record(
+        client,
+        world,
+        usage=USAGE,
+        metadata={"tier": "pro", "region": "eu", "retries": 2, "beta": True},
+        tags=["checkout", "voice"],
+    )
+    assert made["usage"] == {**USAGE, "totalTokens": 42}  # filled from the other two
+    assert made["metadata"] == {"tier": "pro", "region": "eu", "retries": 2, "beta": True}
+    assert made["tags"] == ["checkout", "voice"]
+    stored = await raw.botrequests.find_one({"_id": ObjectId(made["id"])})
+    assert stored["usage"]["totalTokens"] == 42
+    assert stored["metadata"]["retries"] == 2
+    # The seed's fields keep their place; the new ones come after them, before createdAt.
+    keys = list(stored)
+    assert (
+        keys.index("response") < keys.index("usage") < keys.index("tags") < keys.index("createdAt")
+    )
+    served = (await client.get(f"/bot-requests/{made['id']}")).json()
+    assert served["usage"]["totalTokens"] == 42
+    patched = await client.patch(
+        f"/bot-requests/{made['id']}",
+        json={"usage": {"model": "gpt-y", "totalTokens": 7}, "tags": None},
+    )
+    assert patched.status_code == 200
+    assert patched.json()["usage"] == {"model": "gpt-y", "totalTokens": 7}
+    assert "tags" not in patched.json()
+    plain = await record(client, world)
+    assert not {"usage", "metadata", "tags"} & set(plain)  # nothing invented
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "where"),
+    [
+        ("usage", {"promptTokens": -1}, ["body", "usage", "promptTokens"]),
+        ("usage", {"latencyMs": 1e300}, ["body", "usage", "latencyMs"]),
+        ("usage", {"cost": -0.5}, ["body", "usage", "cost"]),
+        ("usage", {"tokens": 3}, ["body", "usage", "tokens"]),
+        ("metadata", {"nested": {"a": 1}}, ["body", "metadata", "nested"]),
+        ("metadata", {f"k{i}": i for i in range(33)}, ["body", "metadata"]),
+        ("metadata", {"$where": "x"}, ["body", "metadata", "$where", "[key]"]),
+        ("metadata", {"a.b": "x"}, ["body", "metadata", "a.b", "[key]"]),
+        ("tags", [f"t{i}" for i in range(21)], ["body", "tags"]),
+        ("tags", ["x" * 65], ["body", "tags", 0]),
+        ("tags", [""], ["body", "tags", 0]),
+    ],
+)
+async def test_record_bad_usage_metadata_or_tags_422_nothing_written(
+    client, raw, field, value, where
+):
+    world = await seed_world(client)
+    response = await client.post("/bot-requests", json=request_body(world, **{field: value}))
+    assert response.status_code == 422, response.text
+    locs = [error["loc"][: len(where)] for error in response.json()["detail"]]
+    assert where in locs, response.json()
+    assert await raw.botrequests.count_documents({}) == 0
+    batch = await client.post(
+        "/bot-requests/batch",
+        json={"items": [request_body(world), request_body(world, **{field: value})]},
+    )
+    items = batch.json()["items"]
+    assert "id" in items[0]
+    assert "errors" in items[1]  # the bad item fails alone
+    assert await raw.botrequests.count_documents({}) == 1
+
+
+async def test_filters_by_tag_model_latency_and_metadata(client):
+    world = await seed_world(client)
+    a = await record(
+        client,
+        world,
+        tags=["checkout", "voice"],
+        usage={"model": "m1", "latencyMs": 100},
+        metadata={"tier": "pro", "retries": 2, "beta": True},
+    )
+    b = await record(
+        client,
+        world,
+        tags=["checkout"],
+        usage={"model": "m2", "latencyMs": 900},
+        metadata={"tier": "free", "retries": "2"},
+    )
+    c = await record(client, world, tags=["voice"], usage={"model": "m1", "latencyMs": 400})
+
+    async def ids(**params) -> list[str]:
+        response = await client.get("/bot-requests", params={"populate": "none", **params})
+        assert response.status_code == 200, response.text
+        return sorted(item["id"] for item in response.json()["items"])
+
+    assert await ids(tag="checkout") == sorted([a["id"], b["id"]])
+    assert await ids(tag=["checkout", "voice"]) == [a["id"]]  # every tag given
+    assert await ids(model="m1") == sorted([a["id"], c["id"]])
+    assert await ids(minLatencyMs=300) == sorted([b["id"], c["id"]])
+    assert await ids(minLatencyMs=300, maxLatencyMs=500) == [c["id"]]
+    assert await ids(**{"metadata.tier": "pro"}) == [a["id"]]
+    assert await ids(**{"metadata.retries": "2"}) == sorted([a["id"], b["id"]])  # 2 and "2"
+    assert await ids(**{"metadata.beta": "true"}) == [a["id"]]
+    assert await ids(**{"metadata.tier": "pro", "model": "m2"}) == []
+    exported = await client.get("/bot-requests/export", params={"tag": "voice"})
+    assert len(exported.text.splitlines()) == 2
+    stats = await client.get("/bot-requests/stats", params={"model": "m1"})
+    assert sum(item["requests"] for item in stats.json()["items"]) == 2
+    for bad in (
+        {"minLatencyMs": "-1"},
+        {"minLatencyMs": "5", "maxLatencyMs": "1"},
+        {"metadata.$where": "x"},
+        {"metadata": "x"},
+        {"tags": "x"},
+    ):
+        response = await client.get("/bot-requests", params=bad)
+        assert response.status_code == 422, (bad, response.text)
