@@ -26,19 +26,58 @@ STATS_MAX_GROUPS = 10_000
 
 
 def stats_pipeline(filters: BotRequestFilters, group_by: str) -> list[dict[str, Any]]:
-    key: Any = (
-        {"$dateToString": {"format": "%Y-%m-%d", "date": "$createdAt"}}  # UTC dates
-        if group_by == "day"
-        else f"${group_by}"
-    )
+    key: Any = {
+        "day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$createdAt"}},  # UTC dates
+        "model": "$usage.model",
+        "tag": "$tags",
+    }.get(group_by, f"${group_by}")
+    # A request counts once per tag it carries; untagged ones make the `null` group.
+    per_tag = [{"$unwind": {"path": "$tags", "preserveNullAndEmptyArrays": True}}]
+    missing = "none"  # what `$ifNull` gives a request without feedback, to count none
     return [
         {"$match": filter_query(filters)},
+        *(per_tag if group_by == "tag" else []),
+        # Each request's feedback (the service's own collection, joined on the request's
+        # id: only the requests matched above, so only the caller's organization's), one
+        # row per piece of feedback, summed back per request: `$sum` over an array is
+        # not computed alike by every server, `$reduce` not at all by mongomock.
+        {
+            "$lookup": {
+                "from": "feedback",
+                "localField": "_id",
+                "foreignField": "request",
+                "as": "fb",
+            }
+        },
+        {"$unwind": {"path": "$fb", "preserveNullAndEmptyArrays": True}},
         {
             "$group": {
-                "_id": key,
+                "_id": {"request": "$_id", "key": key},
+                "success": {"$first": "$success"},
+                "credits": {"$first": "$credits"},
+                "tokens": {"$first": "$usage.totalTokens"},
+                "cost": {"$first": "$usage.cost"},
+                "latencyMs": {"$first": "$usage.latencyMs"},
+                "createdAt": {"$first": "$createdAt"},
+                "feedback": {
+                    "$sum": {
+                        "$cond": [{"$eq": [{"$ifNull": ["$fb.score", missing]}, missing]}, 0, 1]
+                    }
+                },
+                "scoreTotal": {"$sum": {"$ifNull": ["$fb.score", 0]}},
+            }
+        },
+        {
+            "$group": {
+                "_id": "$_id.key",
                 "requests": {"$sum": 1},
                 "succeeded": {"$sum": {"$cond": [{"$eq": ["$success", True]}, 1, 0]}},
                 "credits": {"$sum": {"$ifNull": ["$credits", 0]}},
+                "tokens": {"$sum": {"$ifNull": ["$tokens", 0]}},
+                "cost": {"$sum": {"$ifNull": ["$cost", 0]}},
+                "latencyMs": {"$avg": "$latencyMs"},
+                "feedback": {"$sum": "$feedback"},
+                "scoreTotal": {"$sum": "$scoreTotal"},
                 "first": {"$min": "$createdAt"},
                 "last": {"$max": "$createdAt"},
             }
@@ -69,6 +108,10 @@ async def _group_names(group_by: str, keys: list[Any]) -> dict[Any, dict[str, An
     }
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def _group_key(key: Any, group_by: str, names: dict[Any, dict[str, Any]]) -> Any:
     if group_by in _LOOKUPS and key is not None:
         # A record that is gone, or another organization's: its id, as population does.
@@ -92,6 +135,15 @@ async def stats(filters: BotRequestFilters, group_by: str) -> dict[str, Any]:
                 "failed": requests - succeeded,
                 "successRate": round(succeeded / requests, 4) if requests else 0.0,
                 "credits": group["credits"],
+                "tokens": group["tokens"],
+                "cost": round(group["cost"], 6),
+                "averageLatencyMs": _rounded(group.get("latencyMs"), 3),
+                "feedback": {
+                    "count": group["feedback"],
+                    "averageScore": _rounded(
+                        group["scoreTotal"] / group["feedback"] if group["feedback"] else None, 4
+                    ),
+                },
                 "first": plain(group.get("first")),
                 "last": plain(group.get("last")),
             }

@@ -51,7 +51,13 @@ async def issue_key(organization: PydanticObjectId, scope: str = "full") -> tupl
 SCOPES = ("ingest", "read", "full")
 # The operations an `ingest` key may call (method, route path).
 INGEST_OPERATIONS = frozenset(
-    {("POST", "/bot-requests"), ("POST", "/bot-requests/batch"), ("PATCH", "/bot-requests/{id}")}
+    {
+        ("POST", "/bot-requests"),
+        ("POST", "/bot-requests/batch"),
+        ("PATCH", "/bot-requests/{id}"),
+        # A product's backend relays its users' thumbs.
+        ("POST", "/bot-requests/{id}/feedback"),
+    }
 )
 
 

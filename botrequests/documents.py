@@ -276,6 +276,25 @@ class Erasure(StoredDocument):
         indexes = [IndexModel([("organization", pymongo.ASCENDING), ("user", pymongo.ASCENDING)])]
 
 
+class Feedback(StoredDocument):
+    """A score (and comment) on one request, by an end user or a reviewer. botrequests'
+    own collection: never inside the Mongoose request document."""
+
+    request: PydanticObjectId
+    organization: PydanticObjectId | None = None  # the request's
+    score: float
+    comment: str | None = None
+    by: PydanticObjectId | None = None  # a user of the request's organization
+    createdAt: datetime | None = None
+
+    class Settings(StoredDocument.Settings):
+        name = "feedback"
+        indexes = [
+            IndexModel([("request", pymongo.ASCENDING), ("createdAt", pymongo.ASCENDING)]),
+            IndexModel([("organization", pymongo.ASCENDING), ("by", pymongo.ASCENDING)]),
+        ]
+
+
 class Lease(StoredDocument):
     """A lease that lets one worker at a time run a job (the retention sweep): held by
     `owner` until `until`; its `_id` is the job's name (a string: read and written raw by
@@ -290,7 +309,7 @@ class Lease(StoredDocument):
 
 # The Mongoose entities (and the importer's collections), then the service's own.
 ENTITY_MODELS: list[type[Document]] = [Organization, User, Bot, File, Invoice, BotRequest]
-DOCUMENT_MODELS: list[type[Document]] = [*ENTITY_MODELS, ApiKey, Erasure, Lease]
+DOCUMENT_MODELS: list[type[Document]] = [*ENTITY_MODELS, ApiKey, Erasure, Feedback, Lease]
 
 
 # An ObjectId as stored is checked in pydantic's core (an isinstance); anything else goes

@@ -45,6 +45,20 @@ class OrganizationPublic(BaseModel):
     id: str
 
 
+class FeedbackPublic(BaseModel):
+    request: str
+    organization: str | None = None
+    score: float
+    comment: str | None = None
+    by: str | None = None
+    createdAt: str | None = None
+    id: str
+
+
+class FeedbackList(BaseModel):
+    items: list[FeedbackPublic]
+
+
 class ErasurePublic(BaseModel):
     """What an erasure deleted (counts per collection), who asked and when; never the
     erased content."""
@@ -169,14 +183,31 @@ class BotRequestPage(BaseModel):
     next: str | None = None
 
 
+class FeedbackSummary(BaseModel):
+    count: int
+    averageScore: float | None = None
+
+
 class ThreadRequest(BotRequestPublic):
     depth: int
+    feedback: FeedbackSummary
+
+
+class ThreadTotals(BaseModel):
+    """Over the requests of this answer."""
+
+    requests: int
+    totalTokens: int | float
+    cost: float
+    latencyMs: float
+    feedback: FeedbackSummary
 
 
 class Thread(BaseModel):
     root: str
     scope: Literal["thread", "chain"]
     requests: list[ThreadRequest]
+    totals: ThreadTotals
     truncated: bool = Field(
         description="not the whole thread: more follow-ups (see `next`), or deeper than "
         "THREAD_MAX_DEPTH"
@@ -191,11 +222,19 @@ class StatsGroup(BaseModel):
     createdBy: NamedRef | str | None = None
     sessionKey: str | None = None
     day: str | None = None
+    model: str | None = None
+    tag: str | None = None
     requests: int
     succeeded: int
     failed: int
     successRate: float
     credits: int
+    tokens: int | float = Field(description="sum of usage.totalTokens")
+    cost: float = Field(description="sum of usage.cost")
+    averageLatencyMs: float | None = Field(
+        default=None, description="mean usage.latencyMs of the requests that give one"
+    )
+    feedback: "FeedbackSummary"
     first: str | None = None
     last: str | None = None
 

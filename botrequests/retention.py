@@ -18,7 +18,7 @@ from typing import Any
 from beanie import PydanticObjectId
 
 from botrequests import db
-from botrequests.documents import BotRequest, Erasure, File, Organization, User
+from botrequests.documents import BotRequest, Erasure, Feedback, File, Organization, User
 from botrequests.errors import not_found
 from botrequests.timeutil import now
 
@@ -42,6 +42,8 @@ async def delete_requests(organization: Any, query: dict[str, Any]) -> int:
         ids = [row["_id"] for row in rows]
         if not ids:
             return deleted
+        # Their feedback first: a crash after it leaves requests the next run deletes.
+        await db.delete_many(Feedback, {"request": {"$in": ids}})
         await db.unlink_related(organization, ids)
         deleted += await db.delete_many(
             BotRequest, {"_id": {"$in": ids}, "organization": organization}
@@ -112,10 +114,11 @@ async def sweep(moment: datetime | None = None, owner: str = _OWNER) -> list[Pur
 async def erase(
     organization: PydanticObjectId, user: PydanticObjectId, requested_by: str
 ) -> Erasure:
-    """Delete every request `user` created in the organization, the file records they
-    created, and the user; record who asked, when and how much (never what). The record
-    is written first, so even a crash leaves a trace; re-running finishes the job (each
-    step deletes what is left). 404 for a user the organization never had."""
+    """Delete every request `user` created in the organization (with its feedback), the
+    feedback they gave, the file records they created, and the user; record who asked,
+    when and how much (never what). The record is written first, so even a crash leaves a
+    trace; re-running finishes the job (each step deletes what is left). 404 for a user
+    the organization never had."""
     found = await db.find_raw(User, {"_id": user, "organization": organization}, {"_id": 1})
     earlier = await db.count(Erasure, {"organization": organization, "user": user})
     if not found and not earlier:
@@ -125,6 +128,8 @@ async def erase(
     ).insert()
     deleted = {
         "botrequests": await delete_requests(organization, {"createdBy": user}),
+        # Feedback this person gave on any request of the organization.
+        "feedback": await db.delete_many(Feedback, {"by": user, "organization": organization}),
         "files": await db.delete_many(
             File, {"createdBy": user, "organization": {"$in": [organization, None]}}
         ),

@@ -240,6 +240,16 @@ class BotRequestCreate(Body):
     tags: Tags | None = None
 
 
+class FeedbackCreate(Body):
+    score: Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)] = Field(
+        description="from -1 to 1: a thumbs down is -1, up is 1"
+    )
+    comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    by: ObjectIdIn | None = Field(
+        default=None, description="the user giving it (of the request's organization)"
+    )
+
+
 class BotRequestBatch(Body):
     items: list[Any] = Field(
         description="each item as the body of POST /bot-requests; checked one by one"
@@ -340,7 +350,9 @@ class ListQuery(BotRequestFilters):
 
 
 class StatsQuery(BotRequestFilters):
-    groupBy: Literal["bot", "organization", "createdBy", "sessionKey", "day"] = "bot"
+    groupBy: Literal["bot", "organization", "createdBy", "sessionKey", "day", "model", "tag"] = (
+        "bot"
+    )
 
 
 class ExportQuery(BotRequestFilters):

@@ -11,6 +11,7 @@ the answer says `"cycle": true`. A parent that does not exist makes the topmost 
 reached the root. Past the depth cap the answer is cut and says `"truncated": true`.
 """
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from typing import Any, Literal
 from beanie import PydanticObjectId
 from bson import ObjectId
 
-from botrequests import cursors, db, populate
+from botrequests import cursors, db, feedback, populate
 from botrequests.auth import scoped, visible
 from botrequests.documents import BotRequest, reader
 from botrequests.errors import InvalidInput, not_found
@@ -219,16 +220,50 @@ async def thread(
         if page.more:
             following = encode_cursor(up.root, *members[-1])
     docs = [_parse(raw) for _, raw in members]
-    found = await populate.lookups(docs, paths) if paths else {}
+    found, scores = await asyncio.gather(
+        populate.lookups(docs, paths) if paths else _nothing(),
+        feedback.summaries([doc.id for doc in docs]),
+    )
     requests = [
-        populate.apply(dump(doc), found) | {"depth": depth}
+        populate.apply(dump(doc), found)
+        | {"depth": depth, "feedback": scores.get(doc.id, _NO_FEEDBACK)}
         for (depth, _), doc in zip(members, docs, strict=True)
     ]
     return {
         "root": str(up.root["_id"]),
         "scope": scope,
         "requests": requests,
+        "totals": _totals(docs, scores),
         "truncated": truncated,
         "cycle": up.cycle,
         "next": following,
+    }
+
+
+_NO_FEEDBACK = {"count": 0, "averageScore": None}
+
+
+async def _nothing() -> dict:
+    return {}
+
+
+def _totals(docs: list[BotRequest], scores: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    """Sums over the requests of this answer: tokens, cost, latency, feedback."""
+    usage = [doc.usage or {} for doc in docs]
+
+    def total(field: str) -> float | int:
+        return sum(item.get(field) or 0 for item in usage)
+
+    given = [summary for summary in scores.values() if summary["count"]]
+    count = sum(summary["count"] for summary in given)
+    score = sum(summary["averageScore"] * summary["count"] for summary in given)
+    return {
+        "requests": len(docs),
+        "totalTokens": total("totalTokens"),
+        "cost": round(total("cost"), 6),
+        "latencyMs": round(total("latencyMs"), 3),
+        "feedback": {
+            "count": count,
+            "averageScore": round(score / count, 4) if count else None,
+        },
     }

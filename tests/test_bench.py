@@ -30,7 +30,7 @@ def test_bench_smoke_prints_the_table():
         assert name in table
     assert "| page of 100, populated |" in table
     assert "| 6 trips |" in table  # a populated page: the page + one query per collection
-    assert "| 7 trips |" in table  # a thread: up, down, population
+    assert "| 8 trips |" in table  # a thread: up, down, population, feedback
 
 
 def test_latency_script_prints_both_sides_and_ratios():

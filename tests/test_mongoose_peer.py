@@ -146,11 +146,13 @@ async def test_mongoose_written_requests_served_as_mongoose_serves_them(client, 
             want = {**want, "invoice": got["invoice"]}
         assert ordered(got) == ordered(want), (identifier, got, want)
         assert ordered(await served(client, identifier, populate="none")) == ordered(want_bare)
-    # A thread across both writers: each member as Mongoose serves it, plus its depth.
+    # A thread across both writers: each member as Mongoose serves it, plus its depth and
+    # its feedback summary (the service's own collection, not a Mongoose field).
     thread = (await client.get(f"/bot-requests/{followup['id']}/thread")).json()
     assert [member["id"] for member in thread["requests"]] == [ids[0], followup["id"]]
     for member in thread["requests"]:
         depth = member.pop("depth")
+        assert member.pop("feedback") == {"count": 0, "averageScore": None}  # the service's own
         assert ordered(member) == ordered(populated[ids.index(member["id"])])
         assert depth == (0 if member["id"] == ids[0] else 1)
 

@@ -128,3 +128,119 @@ async def test_filters_by_tag_model_latency_and_metadata(client):
     ):
         response = await client.get("/bot-requests", params=bad)
         assert response.status_code == 422, (bad, response.text)
+
+
+# --- feedback, stats and threads -----------------------------------------------------------
+
+
+async def test_feedback_recorded_listed_deleted_and_checked(client, raw):
+    world = await seed_world(client)
+    made = await record(client, world)
+    url = f"/bot-requests/{made['id']}/feedback"
+    up = await client.post(url, json={"score": 1, "comment": "great", "by": world["user"]["id"]})
+    assert up.status_code == 201, up.text
+    assert up.json()["score"] == 1
+    assert up.json()["by"] == world["user"]["id"]
+    down = await client.post(url, json={"score": -1})
+    assert down.status_code == 201
+    listed = (await client.get(url)).json()["items"]
+    assert [item["score"] for item in listed] == [1, -1]
+    stored = await raw.botrequests.find_one({"_id": ObjectId(made["id"])})
+    assert "feedback" not in stored  # never inside the Mongoose document
+    assert await raw.feedback.count_documents({"request": ObjectId(made["id"])}) == 2
+    for bad in (
+        {"score": 2},
+        {"score": -1.5},
+        {"score": "up"},
+        {"score": 1, "by": str(ObjectId())},
+        {"score": 1, "extra": 1},
+        {"comment": "no score"},
+    ):
+        response = await client.post(url, json=bad)
+        assert response.status_code == 422, (bad, response.text)
+    assert await raw.feedback.count_documents({}) == 2
+    gone = await client.delete(f"{url}/{down.json()['id']}")
+    assert gone.status_code == 204
+    assert (await client.delete(f"{url}/{down.json()['id']}")).status_code == 404
+    missing = await client.post(f"/bot-requests/{ObjectId()}/feedback", json={"score": 1})
+    assert missing.status_code == 404
+
+
+async def test_stats_sum_usage_and_feedback_by_model_and_tag(client):
+    world = await seed_world(client)
+    a = await record(
+        client,
+        world,
+        usage={
+            "model": "m1",
+            "promptTokens": 10,
+            "completionTokens": 5,
+            "cost": 0.5,
+            "latencyMs": 100,
+        },
+        tags=["checkout", "voice"],
+    )
+    await record(client, world, usage={"model": "m1", "totalTokens": 20, "latencyMs": 300})
+    await record(client, world, usage={"model": "m2", "cost": 1.25}, tags=["voice"])
+    await client.post(f"/bot-requests/{a['id']}/feedback", json={"score": 1})
+    await client.post(f"/bot-requests/{a['id']}/feedback", json={"score": -0.5})
+
+    by_model = (await client.get("/bot-requests/stats", params={"groupBy": "model"})).json()
+    groups = {item["model"]: item for item in by_model["items"]}
+    assert groups["m1"]["requests"] == 2
+    assert groups["m1"]["tokens"] == 35
+    assert groups["m1"]["cost"] == 0.5
+    assert groups["m1"]["averageLatencyMs"] == 200
+    assert groups["m1"]["feedback"] == {"count": 2, "averageScore": 0.25}
+    assert groups["m2"]["averageLatencyMs"] is None
+    assert groups["m2"]["feedback"] == {"count": 0, "averageScore": None}
+    by_tag = (await client.get("/bot-requests/stats", params={"groupBy": "tag"})).json()
+    tags = {item["tag"]: item["requests"] for item in by_tag["items"]}
+    assert tags == {"voice": 2, "checkout": 1, None: 1}
+    by_bot = (await client.get("/bot-requests/stats")).json()["items"][0]
+    assert by_bot["tokens"] == 35
+    assert by_bot["cost"] == 1.75
+
+
+async def test_thread_carries_feedback_per_request_and_totals(client):
+    world = await seed_world(client)
+    root = await record(client, world, usage={"totalTokens": 10, "cost": 0.1, "latencyMs": 50})
+    follow = await record(
+        client,
+        world,
+        originalRequest=root["id"],
+        usage={"totalTokens": 5, "cost": 0.2, "latencyMs": 70},
+    )
+    await client.post(f"/bot-requests/{follow['id']}/feedback", json={"score": -1})
+    await client.post(f"/bot-requests/{follow['id']}/feedback", json={"score": 0})
+    thread = (await client.get(f"/bot-requests/{follow['id']}/thread")).json()
+    summaries = {member["id"]: member["feedback"] for member in thread["requests"]}
+    assert summaries[root["id"]] == {"count": 0, "averageScore": None}
+    assert summaries[follow["id"]] == {"count": 2, "averageScore": -0.5}
+    assert thread["totals"] == {
+        "requests": 2,
+        "totalTokens": 15,
+        "cost": 0.3,
+        "latencyMs": 120,
+        "feedback": {"count": 2, "averageScore": -0.5},
+    }
+
+
+async def test_feedback_scopes_ingest_records_read_lists(client, secured):
+    from tests.test_access import ADMIN
+
+    org = (await client.post("/organizations", json={"name": "F"}, headers=ADMIN)).json()
+    keys = {}
+    for scope in ("ingest", "read", "full"):
+        issued = await client.post(
+            f"/organizations/{org['id']}/api-keys", json={"scope": scope}, headers=ADMIN
+        )
+        keys[scope] = {"Authorization": f"Bearer {issued.json()['key']}"}
+    bot = await client.post("/bots", json={"name": "B", "slug": "b"}, headers=keys["full"])
+    body = {"bot": bot.json()["id"], "success": True, "response": {}, "ip": "10.0.0.1"}
+    made = (await client.post("/bot-requests", json=body, headers=keys["ingest"])).json()
+    url = f"/bot-requests/{made['id']}/feedback"
+    assert (await client.post(url, json={"score": 1}, headers=keys["ingest"])).status_code == 201
+    assert (await client.post(url, json={"score": 1}, headers=keys["read"])).status_code == 403
+    assert (await client.get(url, headers=keys["ingest"])).status_code == 403
+    assert (await client.get(url, headers=keys["read"])).status_code == 200

@@ -10,6 +10,7 @@ from bson import ObjectId
 
 from botrequests import cli, db, retention
 from botrequests.app import _sweep_now_and_then
+from botrequests.documents import BotRequest, File
 from tests.test_access import ADMIN, tenant
 
 NOW = datetime.now(UTC)
@@ -128,8 +129,10 @@ async def test_retention_crash_between_repair_and_delete_then_rerun(raw, monkeyp
     )
     real = db.delete_many
 
-    async def crash(*args, **kwargs):
-        raise ConnectionError("the process died here")
+    async def crash(model, query):
+        if model is BotRequest:  # after the repair, before the requests go
+            raise ConnectionError("the process died here")
+        return await real(model, query)
 
     monkeypatch.setattr(db, "delete_many", crash)
     with pytest.raises(ConnectionError):
@@ -206,6 +209,10 @@ async def test_erasure_inside_another_users_thread(client, raw, secured):
         "/bot-requests", body(alice, originalRequest=root["id"], images=[photo["id"]])
     )
     reply = await post("/bot-requests", body(bob, originalRequest=hers["id"]))
+    # Feedback she gave on his request, his on hers, and his on his own.
+    await post(f"/bot-requests/{root['id']}/feedback", {"score": 1, "by": alice["id"]})
+    await post(f"/bot-requests/{hers['id']}/feedback", {"score": -1, "by": bob["id"]})
+    kept = await post(f"/bot-requests/{root['id']}/feedback", {"score": 0.5, "by": bob["id"]})
     # Another organization's records, a user of the same name included: never touched.
     theirs_user = await post("/users", {"name": "Alice"}, other["headers"])
     theirs_bot = await post("/bots", {"name": "B", "slug": "b"}, other["headers"])
@@ -236,7 +243,7 @@ async def test_erasure_inside_another_users_thread(client, raw, secured):
     erased = await client.post(url, json={"user": alice["id"]}, headers=h)
     assert erased.status_code == 201, erased.text
     report = erased.json()
-    assert report["deleted"] == {"botrequests": 1, "files": 1, "users": 1}
+    assert report["deleted"] == {"botrequests": 1, "feedback": 1, "files": 1, "users": 1}
     assert report["requestedBy"].startswith("API key br_")
     assert "Alice" not in erased.text
 
@@ -248,6 +255,8 @@ async def test_erasure_inside_another_users_thread(client, raw, secured):
     kept_reply = await client.get(f"/bot-requests/{reply['id']}", headers=h)
     assert kept_reply.json()["originalRequest"] == hers["id"]  # dangling, served as its id
     assert await raw.users.find_one({"_id": ObjectId(bob["id"])}) is not None
+    left = [str(doc["_id"]) async for doc in raw.feedback.find({})]
+    assert left == [kept["id"]]  # hers and the feedback on her request are gone
     assert (
         await raw.botrequests.count_documents({"organization": ObjectId(other["org"]["id"])})
         == before_other
@@ -256,7 +265,7 @@ async def test_erasure_inside_another_users_thread(client, raw, secured):
 
     again = await client.post(url, json={"user": alice["id"]}, headers=ADMIN)  # idempotent
     assert again.status_code == 201
-    assert again.json()["deleted"] == {"botrequests": 0, "files": 0, "users": 0}
+    assert again.json()["deleted"] == {"botrequests": 0, "feedback": 0, "files": 0, "users": 0}
     assert again.json()["requestedBy"] == "admin token"
     listed = (await client.get(url, headers=h)).json()["items"]
     assert [item["deleted"]["botrequests"] for item in listed] == [1, 0]
@@ -286,7 +295,7 @@ async def test_erasure_crash_half_way_then_rerun(client, raw, monkeypatch):
 
     async def crash_on_files(model, query):
         calls["n"] += 1
-        if calls["n"] == 2:  # after the requests, before the files and the user
+        if model is File:  # after the requests and feedback, before the files and the user
             raise ConnectionError("the process died here")
         return await real(model, query)
 
@@ -302,7 +311,7 @@ async def test_erasure_crash_half_way_then_rerun(client, raw, monkeypatch):
     assert await raw.users.count_documents({"_id": ObjectId(user["id"])}) == 1  # still there
     rerun = await client.post(url, json={"user": user["id"]})
     assert rerun.status_code == 201
-    assert rerun.json()["deleted"] == {"botrequests": 0, "files": 0, "users": 1}
+    assert rerun.json()["deleted"] == {"botrequests": 0, "feedback": 0, "files": 0, "users": 1}
     records = (await client.get(url)).json()["items"]
     assert len(records) == 2
     assert "finishedAt" not in records[0]

@@ -139,7 +139,7 @@ async def test_thread_round_trips_constant_as_depth_grows(client, raw):
     small = await _thread_round_trips(client, short[-1])
     large = await _thread_round_trips(client, long[150])
     assert small == large
-    assert large <= 8  # up, down, and one query per referenced collection
+    assert large <= 8  # up, down, feedback, and one query per referenced collection
 
 
 async def test_thread_wide_branches(client, raw):

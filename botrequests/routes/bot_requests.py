@@ -2,22 +2,34 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from beanie import PydanticObjectId
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from botrequests import analytics, batch, ingest, populate, threads
+from botrequests import analytics, batch, feedback, ingest, populate, threads
 from botrequests import botrequest_service as service
 from botrequests.deps import JSON, BotRequestDep, ObjectIdPath, PopulatePaths, SettingsDep
 from botrequests.errors import PayloadTooLarge
-from botrequests.responses import BatchResult, BotRequestPage, BotRequestPublic, Stats, Thread
+from botrequests.responses import (
+    BatchResult,
+    BotRequestPage,
+    BotRequestPublic,
+    FeedbackList,
+    FeedbackPublic,
+    Stats,
+    Thread,
+)
 from botrequests.schemas import (
+    OBJECT_ID_PATTERN,
     BotRequestBatch,
     BotRequestCreate,
     BotRequestUpdate,
     ExportQuery,
+    FeedbackCreate,
     ListQuery,
     StatsQuery,
 )
+from botrequests.serialize import dump
 
 router = APIRouter(prefix="/bot-requests", tags=["bot requests"])
 
@@ -85,6 +97,27 @@ async def update_bot_request(
     """Record the outcome later: `response`, `success`, `images`, `invoice`."""
     updated = await service.update(doc, body)
     return JSON((await populate.populate([updated], paths))[0])
+
+
+@router.post("/{id}/feedback", status_code=201, response_model=FeedbackPublic)
+async def add_feedback(doc: BotRequestDep, body: FeedbackCreate) -> JSON:
+    """Record feedback on a request: `score` in [-1, 1], an optional comment and user."""
+    return JSON(dump(await feedback.add(doc, body)), status_code=201)
+
+
+@router.get("/{id}/feedback", response_model=FeedbackList)
+async def list_feedback(doc: BotRequestDep) -> JSON:
+    """The request's feedback, oldest first."""
+    return JSON({"items": [dump(record) for record in await feedback.of(doc)]})
+
+
+@router.delete("/{id}/feedback/{feedback_id}", status_code=204)
+async def delete_feedback(
+    doc: BotRequestDep, feedback_id: Annotated[str, Path(pattern=OBJECT_ID_PATTERN)]
+) -> Response:
+    """Remove one piece of feedback from the request."""
+    await feedback.remove(doc, PydanticObjectId(feedback_id.lower()))
+    return Response(status_code=204)
 
 
 @router.get("/{id}/thread", response_model=Thread)
