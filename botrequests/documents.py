@@ -53,7 +53,9 @@ class StoredOrder(BaseModel):
     @classmethod
     def _remember_order(cls, data: Any, handler: Any) -> Any:
         model = handler(data)
-        if isinstance(data, dict) and isinstance(model, StoredOrder):
+        # Only what was read: a stored document always has its `_id` (keyword arguments
+        # of a document the service builds say `id`, and their None is never stored).
+        if isinstance(data, dict) and "_id" in data and isinstance(model, StoredOrder):
             model._stored_keys = tuple(data)
         return model
 

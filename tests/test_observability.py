@@ -145,6 +145,10 @@ async def test_feedback_recorded_listed_deleted_and_checked(client, raw):
     assert down.status_code == 201
     listed = (await client.get(url)).json()["items"]
     assert [item["score"] for item in listed] == [1, -1]
+    assert listed == [up.json(), down.json()]  # what a write answers is what a read serves
+    lone = await record(client, world, organization=None)
+    given = await client.post(f"/bot-requests/{lone['id']}/feedback", json={"score": 0})
+    assert "organization" not in given.json()  # not stored, so never served as null
     stored = await raw.botrequests.find_one({"_id": ObjectId(made["id"])})
     assert "feedback" not in stored  # never inside the Mongoose document
     assert await raw.feedback.count_documents({"request": ObjectId(made["id"])}) == 2
@@ -158,7 +162,7 @@ async def test_feedback_recorded_listed_deleted_and_checked(client, raw):
     ):
         response = await client.post(url, json=bad)
         assert response.status_code == 422, (bad, response.text)
-    assert await raw.feedback.count_documents({}) == 2
+    assert await raw.feedback.count_documents({"request": ObjectId(made["id"])}) == 2
     gone = await client.delete(f"{url}/{down.json()['id']}")
     assert gone.status_code == 204
     assert (await client.delete(f"{url}/{down.json()['id']}")).status_code == 404
