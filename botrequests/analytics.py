@@ -76,6 +76,19 @@ def stats_pipeline(filters: BotRequestFilters, group_by: str) -> list[dict[str, 
                 "tokens": {"$sum": {"$ifNull": ["$tokens", 0]}},
                 "cost": {"$sum": {"$ifNull": ["$cost", 0]}},
                 "latencyMs": {"$avg": "$latencyMs"},
+                **(
+                    {
+                        "latencyPercentiles": {
+                            "$percentile": {
+                                "input": "$latencyMs",
+                                "p": [0.5, 0.95],
+                                "method": "approximate",
+                            }
+                        }
+                    }
+                    if db.percentiles()
+                    else {}
+                ),
                 "feedback": {"$sum": "$feedback"},
                 "scoreTotal": {"$sum": "$scoreTotal"},
                 "first": {"$min": "$createdAt"},
@@ -108,6 +121,13 @@ async def _group_names(group_by: str, keys: list[Any]) -> dict[Any, dict[str, An
     }
 
 
+def _percentiles(computed: list | None) -> dict[str, float | None]:
+    """p50 and p95 of the group's latencies, where the server computes them (MongoDB 7.0
+    on: `$percentile`, approximate); None on the embedded backend."""
+    p50, p95 = computed if computed and len(computed) == 2 else (None, None)
+    return {"latencyP50Ms": _rounded(p50, 3), "latencyP95Ms": _rounded(p95, 3)}
+
+
 def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -138,6 +158,7 @@ async def stats(filters: BotRequestFilters, group_by: str) -> dict[str, Any]:
                 "tokens": group["tokens"],
                 "cost": round(group["cost"], 6),
                 "averageLatencyMs": _rounded(group.get("latencyMs"), 3),
+                **_percentiles(group.get("latencyPercentiles")),
                 "feedback": {
                     "count": group["feedback"],
                     "averageScore": _rounded(

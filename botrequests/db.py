@@ -65,13 +65,14 @@ def client_defaults(settings: Settings) -> dict[str, Any]:
 _ONE_REPLY = 100_000
 
 # Read from the settings at start-up (configuration, not state).
-_limits = {"query_timeout_ms": Settings.model_fields["query_timeout_ms"].default}
+_limits: dict[str, Any] = {"query_timeout_ms": Settings.model_fields["query_timeout_ms"].default}
 
 
 async def init_db(client: Any, settings: Settings) -> list[indexes.Decision]:
     """Bind the Beanie documents to the database and create their indexes; returns the
     indexes that could not be made as wanted (each already logged, with its cost)."""
     _limits["query_timeout_ms"] = settings.query_timeout_ms
+    _limits["percentiles"] = False if settings.embedded else await _has_percentile(client)
     database = client[settings.mongodb_database]
     # Every collection exists before the first write: creating one implicitly while
     # inserts race into it was seen to deadlock a wire-protocol server.
@@ -172,6 +173,19 @@ async def aggregate(model: type[Document], pipeline: Sequence[Mapping[str, Any]]
         list(pipeline), maxTimeMS=_limits["query_timeout_ms"], batchSize=_ONE_REPLY
     )
     return await cursor.to_list(length=None)
+
+
+async def _has_percentile(client: Any) -> bool:
+    """Whether the server computes `$percentile` (MongoDB 7.0 on; mongomock does not)."""
+    info = await client.admin.command("buildInfo")
+    version = tuple(
+        int(part) for part in str(info.get("version", "0")).split(".")[:2] if part.isdigit()
+    )
+    return version >= (7, 0)
+
+
+def percentiles() -> bool:
+    return bool(_limits.get("percentiles"))
 
 
 def query_timeout_ms() -> int:

@@ -234,6 +234,12 @@ class StatsGroup(BaseModel):
     averageLatencyMs: float | None = Field(
         default=None, description="mean usage.latencyMs of the requests that give one"
     )
+    latencyP50Ms: float | None = Field(
+        default=None, description="median latency where the server computes it (MongoDB 7+)"
+    )
+    latencyP95Ms: float | None = Field(
+        default=None, description="95th percentile latency, likewise (null on the embedded backend)"
+    )
     feedback: "FeedbackSummary"
     first: str | None = None
     last: str | None = None

@@ -170,7 +170,7 @@ async def test_feedback_recorded_listed_deleted_and_checked(client, raw):
     assert missing.status_code == 404
 
 
-async def test_stats_sum_usage_and_feedback_by_model_and_tag(client):
+async def test_stats_sum_usage_and_feedback_by_model_and_tag(client, app):
     world = await seed_world(client)
     a = await record(
         client,
@@ -197,6 +197,12 @@ async def test_stats_sum_usage_and_feedback_by_model_and_tag(client):
     assert groups["m1"]["averageLatencyMs"] == 200
     assert groups["m1"]["feedback"] == {"count": 2, "averageScore": 0.25}
     assert groups["m2"]["averageLatencyMs"] is None
+    p50, p95 = groups["m1"]["latencyP50Ms"], groups["m1"]["latencyP95Ms"]
+    if app.state.settings.embedded:  # mongomock has no $percentile: said, not guessed
+        assert (p50, p95) == (None, None)
+    else:  # the server's approximate percentiles of 100 and 300
+        assert 100 <= p50 <= 300
+        assert p50 <= p95 <= 300
     assert groups["m2"]["feedback"] == {"count": 0, "averageScore": None}
     by_tag = (await client.get("/bot-requests/stats", params={"groupBy": "tag"})).json()
     tags = {item["tag"]: item["requests"] for item in by_tag["items"]}
