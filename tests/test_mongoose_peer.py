@@ -162,7 +162,16 @@ async def test_service_written_records_found_validated_and_populated_by_mongoose
 ):
     world = await seed_world(client)
     original = await record(client, world, response={"message": "Hellow word"})
-    follow = await record(client, world, originalRequest=original["id"], response={"n": 1})
+    # usage, metadata and tags are fields outside Mongoose's schema: it keeps and serves them.
+    follow = await record(
+        client,
+        world,
+        originalRequest=original["id"],
+        response={"n": 1},
+        usage={"model": "m", "promptTokens": 1, "completionTokens": 2, "cost": 0.5},
+        metadata={"tier": "pro", "n": 3},
+        tags=["a", "b"],
+    )
     patched = await client.patch(
         f"/bot-requests/{follow['id']}",
         json={"images": [world["image"]["id"]], "invoice": world["invoice"]["id"]},
