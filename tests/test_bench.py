@@ -7,16 +7,16 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent
 
 
-def test_bench_smoke_prints_the_table():
-    result = subprocess.run(
-        [sys.executable, "scripts/bench.py", "--smoke"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
+def run_script(*args: str) -> str:
+    """A script of scripts/, run as a user runs it; what it printed."""
+    done = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True
     )
-    table = result.stdout
+    return done.stdout
+
+
+def test_bench_smoke_prints_the_table():
+    table = run_script("scripts/bench.py", "--smoke")
     for name in (
         "single POST /bot-requests (HTTP)",
         "POST /bot-requests/batch",
@@ -35,24 +35,9 @@ def test_bench_smoke_prints_the_table():
 
 def test_latency_script_prints_both_sides_and_ratios():
     """scripts/latency.py end to end with its fallback load generator (CI may lack wrk)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "scripts/latency.py",
-            "--rounds",
-            "1",
-            "--seconds",
-            "1",
-            "--generator",
-            "processes",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
+    table = run_script(
+        "scripts/latency.py", "--rounds", "1", "--seconds", "1", "--generator", "processes"
     )
-    table = result.stdout
     assert "figures are a floor" in table
     for case in ("GET /bot-requests/{id}", "page of 100"):
         for auth in ("off", "on"):
