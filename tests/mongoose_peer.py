@@ -77,5 +77,10 @@ def run(version: str, uri: str, ops: list[dict[str, Any]]) -> list[Any]:
 
 
 if __name__ == "__main__":
+    # Never fails the caller (.ci/run): without Node or the registry the Mongoose lane's
+    # tests skip and say why.
     for wanted in VERSIONS:
-        print(f"mongoose {wanted}: {install(wanted)}", file=sys.stderr)
+        try:
+            print(f"mongoose {wanted}: {install(wanted)}", file=sys.stderr)
+        except (PeerUnavailable, OSError, subprocess.SubprocessError) as exc:
+            print(f"mongoose {wanted}: not installed ({exc}); its tests will skip", file=sys.stderr)
