@@ -13,12 +13,19 @@ from typing import Any
 import bson
 from beanie import Document, init_beanie
 from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import uri_parser
-from pymongo.errors import CollectionInvalid, OperationFailure
+from pymongo import ReturnDocument, uri_parser
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 
 from botrequests import indexes
 from botrequests.config import Settings
-from botrequests.documents import DOCUMENT_MODELS, Bot, BotRequest
+from botrequests.documents import (
+    DOCUMENT_MODELS,
+    VERSION_BUMP,
+    ApiKey,
+    Bot,
+    BotRequest,
+    Lease,
+)
 from botrequests.roundtrips import count_round_trips as count_round_trips  # re-exported
 from botrequests.roundtrips import listener
 
@@ -270,10 +277,6 @@ async def find_each(
 async def use_key(hashed: str, moment: Any) -> dict | None:
     """The unrevoked key with this hash (its organization and scope), marked used now:
     one round trip (findAndModify)."""
-    from pymongo import ReturnDocument
-
-    from botrequests.documents import ApiKey
-
     return await collection(ApiKey).find_one_and_update(
         {"hash": hashed, "revokedAt": None},
         {"$set": {"lastUsedAt": moment}},
@@ -286,10 +289,6 @@ async def take_lease(name: str, owner: str, moment: Any, until: Any) -> bool:
     """Whether `owner` now holds the lease `name` until `until` (taken if free or expired,
     or already its own). Atomic on the server: of workers racing, one wins; the others'
     upsert meets the unique `_id` and they are told no."""
-    from pymongo.errors import DuplicateKeyError
-
-    from botrequests.documents import Lease
-
     free = {"_id": name, "$or": [{"until": {"$lt": moment}}, {"owner": owner}]}
     try:
         await collection(Lease).update_one(
@@ -302,8 +301,6 @@ async def take_lease(name: str, owner: str, moment: Any, until: Any) -> bool:
 
 
 async def release_lease(name: str, owner: str) -> None:
-    from botrequests.documents import Lease
-
     await collection(Lease).delete_one({"_id": name, "owner": owner})
 
 
@@ -314,8 +311,6 @@ async def delete_many(model: type[Document], query: Mapping[str, Any]) -> int:
 async def unlink_related(organization: Any, ids: list[Any]) -> int:
     """Take `ids` out of every `relatedRequests` of the organization that lists them (and
     move `__v`, as Mongoose would for an array change): before the requests are deleted."""
-    from botrequests.documents import VERSION_BUMP, BotRequest
-
     result = await collection(BotRequest).update_many(
         {"organization": organization, "relatedRequests": {"$in": ids}},
         {"$pull": {"relatedRequests": {"$in": ids}}, "$inc": VERSION_BUMP},

@@ -221,7 +221,7 @@ async def thread(
             following = encode_cursor(up.root, *members[-1])
     docs = [_parse(raw) for _, raw in members]
     found, scores = await asyncio.gather(
-        populate.lookups(docs, paths) if paths else _nothing(),
+        populate.lookups(docs, paths),  # no paths: no query
         feedback.summaries([doc.id for doc in docs]),
     )
     requests = [
@@ -241,10 +241,6 @@ async def thread(
 
 
 _NO_FEEDBACK = {"count": 0, "averageScore": None}
-
-
-async def _nothing() -> dict:
-    return {}
 
 
 def _totals(docs: list[BotRequest], scores: dict[Any, dict[str, Any]]) -> dict[str, Any]:
