@@ -7,14 +7,18 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
-from botrequests.config import Settings
+from botrequests import __version__
+
+if TYPE_CHECKING:
+    from botrequests.config import Settings
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
+def _serve(args: argparse.Namespace, settings: "Settings") -> int:
     import uvicorn
 
     if args.workers > 1 and settings.embedded:
@@ -34,10 +38,21 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         # The app loads these in its lifespan (the embedded database lives in its process).
         os.environ["BOTREQUESTS_IMPORT_PATHS"] = os.pathsep.join(args.import_paths)
+    host, port = args.host or settings.host, args.port or settings.port
+    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    logging.getLogger("botrequests").info(
+        "botrequests %s on %s: API docs %s/docs, viewer %s/ui; access control %s; backend %s",
+        __version__,
+        base,
+        base,
+        base,
+        "on" if settings.auth_enabled else "OFF (BOTREQUESTS_AUTH=off: anyone can read and write)",
+        "embedded (in memory, gone when the service stops)" if settings.embedded else "MongoDB",
+    )
     uvicorn.run(
         "botrequests.app:app",
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        host=host,
+        port=port,
         reload=args.reload,
         workers=args.workers if args.workers > 1 else None,
         log_level=settings.log_level,
@@ -48,8 +63,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="botrequests", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="botrequests",
+        description="The record of every interaction between AI bots and their users. "
+        "Settings come from the environment or .env (see .env.example).",
+        epilog="`botrequests COMMAND --help` tells a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"botrequests {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1, setting HOST)")
@@ -69,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("paths", nargs="+", metavar="PATH")
     load.add_argument("--collection", help="collection for every file (default: file name)")
+    load.add_argument(
+        "--report",
+        metavar="PATH",
+        help="write every line of the report to PATH (the output shows the first 20)",
+    )
     load.add_argument(
         "--upsert", action="store_true", help="$set existing _ids instead of skipping them"
     )
@@ -107,7 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        # Imported here: the module makes its settings instance at import time, and a bad
+        # setting must end in one line per problem, not in a traceback.
+        from botrequests.config import Settings
+
+        settings = Settings()
+    except ValidationError as exc:
+        # One line per bad setting, named as it is set, never a traceback.
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            # Secrets (the admin token, a URI with a password) are never echoed.
+            shown = "" if "TOKEN" in name or "URI" in name else f"={error.get('input')!r}"
+            print(f"botrequests: setting {name}{shown}: {error['msg']}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -160,7 +199,7 @@ async def _purge(dry_run: bool) -> int:
     return 0
 
 
-async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
+async def _run_async(args: argparse.Namespace, settings: "Settings") -> int:
     from botrequests import db
 
     if settings.embedded:
@@ -186,6 +225,19 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
         db.close_client(client)
 
 
+def _status_line(command: str) -> Callable[[str], None]:
+    """Progress on a terminal: one line on stderr, rewritten, cleared at the end."""
+    width = 0
+
+    def show(text: str) -> None:
+        nonlocal width
+        line = f"{command}: {text}"[:120]
+        print(f"\r{line.ljust(width)}", end="", file=sys.stderr, flush=True)
+        width = len(line)
+
+    return show
+
+
 def _progress(command: str) -> Callable[[int, int, int], None]:
     """Progress on stderr: one line rewritten on a terminal, else a line now and then."""
     tty = sys.stderr.isatty()
@@ -203,7 +255,7 @@ def _progress(command: str) -> Callable[[int, int, int], None]:
     return show
 
 
-async def _run_command(args: argparse.Namespace, settings: Settings, client: Any) -> int:
+async def _run_command(args: argparse.Namespace, settings: "Settings", client: Any) -> int:
     from pathlib import Path
 
     from botrequests import db, importer, repair
@@ -213,12 +265,23 @@ async def _run_command(args: argparse.Namespace, settings: Settings, client: Any
         try:
             paths = [Path(p) for p in args.paths]
             report = await importer.load(
-                paths, args.collection, args.upsert, args.partial, settings.max_json_depth
+                paths,
+                args.collection,
+                args.upsert,
+                args.partial,
+                settings.max_json_depth,
+                progress=_status_line("import") if sys.stderr.isatty() else None,
             )
+            if sys.stderr.isatty():
+                print(file=sys.stderr)  # ends the progress line
         except importer.ImportFileError as exc:
             print(f"botrequests import: {exc}", file=sys.stderr)
             return 1
+        if args.report:
+            Path(args.report).write_text("\n".join(report.lines(shown=None)) + "\n")
         print("\n".join(report.lines()))
+        if args.report:
+            print(f"every line of the report: {args.report}")
         return 2 if report.refused else 0
     if args.command == "create-api-key":
         return await _create_api_key(args.organization, args.scope)

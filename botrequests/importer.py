@@ -5,7 +5,8 @@ Every document of every file is parsed and checked first (`importfile.py`): a re
 file loads nothing, and neither do the others unless `--partial` is asked for.
 """
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from botrequests.config import settings
 from botrequests.documents import ENTITY_MODELS, Bot, BotRequest, File, Invoice, User
 
 ImportFileError = importfile.ImportFileError
+
+# Detail lines a report shows; the rest are counted (`import --report PATH` writes all).
+SHOWN = 20
 
 COLLECTIONS: dict[str, type[Document]] = {m.Settings.name: m for m in ENTITY_MODELS}
 
@@ -65,22 +69,35 @@ class Loaded:
 class Report:
     files: list[Loaded] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # "file:line: what"
+    kinds: Counter[str] = field(default_factory=Counter)  # problems per kind
     refused: list[str] = field(default_factory=list)  # with --partial: not loaded, why
 
-    def lines(self) -> list[str]:
-        out = []
-        for loaded in self.files:
-            out.append(
-                f"{loaded.path}: {loaded.inserted} inserted, {loaded.updated} updated, "
-                f"{len(loaded.skipped)} skipped (already there) into {loaded.collection}"
-            )
-            out += [
-                f"{loaded.path}:{line}: _id {oid} exists, skipped" for line, oid in loaded.skipped
-            ]
-        out += self.problems
-        out.append(f"{len(self.problems)} document(s) the service cannot serve as they are")
+    def details(self) -> list[str]:
+        """Every line: each skipped _id, each problem, each refusal."""
+        skipped = [
+            f"{loaded.path}:{line}: _id {oid} exists, skipped"
+            for loaded in self.files
+            for line, oid in loaded.skipped
+        ]
+        return skipped + self.problems + [f"refused, not loaded: {r}" for r in self.refused]
+
+    def lines(self, shown: int | None = SHOWN) -> list[str]:
+        """A summary: per file what was written, problems counted per kind, the first
+        `shown` detail lines (None: all of them)."""
+        out = [
+            f"{loaded.path}: {loaded.inserted} inserted, {loaded.updated} updated, "
+            f"{len(loaded.skipped)} skipped (already there) into {loaded.collection}"
+            for loaded in self.files
+        ]
+        details = self.details()
+        out += details if shown is None else details[:shown]
+        if shown is not None and len(details) > shown:
+            out.append(f"... and {len(details) - shown} more (--report PATH writes every line)")
+        for kind, count in sorted(self.kinds.items()):
+            out.append(f"{count} × {kind}")
+        unservable = sum(n for kind, n in self.kinds.items() if kind not in SERVABLE)
+        out.append(f"{unservable} document(s) the service cannot serve as they are")
         if self.refused:
-            out += [f"refused, not loaded: {line}" for line in self.refused]
             files = len({line.split(":")[0] for line in self.refused})
             out.append(f"{files} file(s) refused and not loaded ({len(self.refused)} reasons)")
         return out
@@ -107,6 +124,7 @@ async def load(
     upsert: bool = False,
     partial: bool = False,
     max_depth: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Check every file first, then write, then check what was loaded. A refused file
     (bad JSON or Extended JSON, a value the API would refuse) stops the whole import
@@ -117,7 +135,9 @@ async def load(
     max_depth = max_depth or settings.max_json_depth
     files: list[Loaded] = []
     refused: list[str] = []
-    for path in paths:
+    say = progress or (lambda _: None)
+    for number, path in enumerate(paths, 1):
+        say(f"checking {path} ({number} of {len(paths)})")
         parsed = parse_file(path, collection, max_depth)
         if isinstance(parsed, Loaded):
             files.append(parsed)
@@ -133,6 +153,7 @@ async def load(
         )
     report = Report(files, refused=refused)
     for loaded in files:
+        say(f"loading {loaded.path}: {len(loaded.docs)} document(s)")
         model = COLLECTIONS[loaded.collection]
         for _, doc in loaded.docs:
             doc.setdefault("_id", ObjectId())
@@ -146,14 +167,28 @@ async def load(
             loaded.updated = await db.set_raw(model, [doc for _, doc in old])
         elif old:
             loaded.skipped = [(line, str(doc["_id"])) for line, doc in old]
-    report.problems = await check(files)
+    say("checking references")
+    found = await check(files)
+    report.problems = [text for _, text in found]
+    report.kinds = Counter(kind for kind, _ in found)
     return report
 
 
-async def check(files: list[Loaded]) -> list[str]:
-    """What the service could not serve: missing required fields, references of the wrong
-    type, references to records that do not exist (one query per referenced collection)."""
-    problems: list[str] = []
+MISSING, INVALID, NOT_AN_ID, DANGLING = (
+    "missing required field",
+    "invalid value",
+    "reference that is not an ObjectId",
+    "dangling reference (served as its id, not an error)",
+)
+SERVABLE = {DANGLING}
+
+
+async def check(files: list[Loaded]) -> list[tuple[str, str]]:
+    """What the service could not serve as it is (missing required fields, invalid values,
+    references of the wrong type), and references to records that do not exist (served as
+    their ids, reported so that an import of a part of a database is noticed); one query
+    per referenced collection."""
+    problems: list[tuple[str, str]] = []
     wanted: dict[str, set[ObjectId]] = defaultdict(set)
     pending: list[tuple[str, int, str, str, ObjectId]] = []
     for loaded in files:
@@ -162,7 +197,7 @@ async def check(files: list[Loaded]) -> list[str]:
         for line, doc in loaded.docs:
             where = f"{loaded.path}:{line}"
             problems += [
-                f"{where}: {name}: required field missing"
+                (MISSING, f"{where}: {name}: required field missing")
                 for name in REQUIRED.get(loaded.collection, ())
                 if doc.get(name) is None
             ]
@@ -174,7 +209,7 @@ async def check(files: list[Loaded]) -> list[str]:
                         if error["type"] == "missing":
                             continue  # reported above
                         loc = ".".join(str(part) for part in error["loc"])
-                        problems.append(f"{where}: {loc}: {error['msg']}")
+                        problems.append((INVALID, f"{where}: {loc}: {error['msg']}"))
             for name, target in refs.items():
                 value = doc.get(name)
                 values = value if isinstance(value, list) else [value]
@@ -182,7 +217,9 @@ async def check(files: list[Loaded]) -> list[str]:
                     if item is None:
                         continue
                     if not isinstance(item, ObjectId):
-                        problems.append(f"{where}: {name} is not an ObjectId: {item!r}")
+                        problems.append(
+                            (NOT_AN_ID, f"{where}: {name} is not an ObjectId: {item!r}")
+                        )
                         continue
                     wanted[target].add(item)
                     pending.append((where, line, name, target, item))
@@ -192,5 +229,5 @@ async def check(files: list[Loaded]) -> list[str]:
     }
     for where, _, name, target, item in pending:
         if item not in found[target]:
-            problems.append(f"{where}: {name} {item} names no document in {target}")
+            problems.append((DANGLING, f"{where}: {name} {item} names no document in {target}"))
     return problems
