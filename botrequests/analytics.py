@@ -1,6 +1,8 @@
 """Stats (one aggregation pipeline, then one scoped query for the groups' names) and NDJSON
-export (memory bounded by bytes)."""
+or CSV export (memory bounded by bytes)."""
 
+import csv
+import io
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -181,7 +183,7 @@ EXPORT_CHUNK_BYTES = 1024 * 1024  # sent to the client as soon as this much is s
 
 
 async def export_batches(
-    filters: BotRequestFilters, paths: tuple[str, ...]
+    filters: BotRequestFilters, paths: tuple[str, ...], as_csv: bool = False
 ) -> AsyncIterator[bytes]:
     """Every matching request as NDJSON, newest first, read and populated a page at a
     time (keyset on createdAt, _id). A page ends at EXPORT_BATCH documents or
@@ -216,15 +218,18 @@ async def export_batches(
         return docs, len(docs) == limit or size >= EXPORT_PAGE_BYTES
 
     docs, more = await page(query)
+    encode = csv_rows if as_csv else ndjson_lines
 
     async def lines() -> AsyncIterator[bytes]:
+        if as_csv:
+            yield csv_rows([], header=True)
         nonlocal docs, more
         while docs:
             items = await populate.populate(docs, paths)
             chunk: list[bytes] = []
             size = 0
             for item in items:
-                chunk.append(orjson.dumps(item) + b"\n")
+                chunk.append(encode([item]))
                 size += len(chunk[-1])
                 if size >= EXPORT_CHUNK_BYTES:
                     yield b"".join(chunk)
@@ -238,3 +243,53 @@ async def export_batches(
             docs, more = await page(after(query, last.createdAt, last.id))
 
     return lines()
+
+
+def ndjson_lines(items: list[dict[str, Any]]) -> bytes:
+    return b"".join(orjson.dumps(item) + b"\n" for item in items)
+
+
+CSV_COLUMNS = (
+    "id", "createdAt", "updatedAt", "bot", "botName", "createdBy", "userName",
+    "organization", "organizationName", "success", "credits", "sessionKey", "model",
+    "promptTokens", "completionTokens", "totalTokens", "latencyMs", "cost", "tags",
+    "originalRequest",
+)  # fmt: skip
+
+
+def _ref(value: Any) -> tuple[Any, Any]:
+    """A populated reference is {…, name, id}; an unpopulated one its id."""
+    if isinstance(value, dict):
+        return value.get("id"), value.get("name")
+    return value, None
+
+
+def _cell(value: Any) -> Any:
+    # A spreadsheet runs a cell that starts with = + - @ (or tab / CR) as a formula:
+    # text from requests must not become one (CSV injection), so it gets a leading '.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def csv_rows(items: list[dict[str, Any]], header: bool = False) -> bytes:
+    """Flat rows for spreadsheets: ids and names of the references, usage, tags joined by
+    `;`. The request's text (inputs, prompt, response) is left to the NDJSON export."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    if header:
+        writer.writerow(CSV_COLUMNS)
+    for item in items:
+        bot, bot_name = _ref(item.get("bot"))
+        user, user_name = _ref(item.get("createdBy"))
+        org, org_name = _ref(item.get("organization"))
+        usage = item.get("usage") or {}
+        row = (
+            item.get("id"), item.get("createdAt"), item.get("updatedAt"), bot, bot_name,
+            user, user_name, org, org_name, item.get("success"), item.get("credits"),
+            item.get("sessionKey"), usage.get("model"), usage.get("promptTokens"),
+            usage.get("completionTokens"), usage.get("totalTokens"), usage.get("latencyMs"),
+            usage.get("cost"), ";".join(item.get("tags") or []), item.get("originalRequest"),
+        )  # fmt: skip
+        writer.writerow([_cell(v) for v in row])
+    return out.getvalue().encode()

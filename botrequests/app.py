@@ -60,6 +60,9 @@ def create_app(config: Settings | None = None) -> FastAPI:
         version=__version__,
         description="The record of every interaction between AI bots and their users.",
         lifespan=lifespan,
+        # /docs is served below with Swagger UI's assets from the package, not a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
     app.add_middleware(
@@ -68,6 +71,8 @@ def create_app(config: Settings | None = None) -> FastAPI:
         max_json_depth=(config or settings).max_json_depth,
     )
     app.include_router(health.router)
+    app.include_router(ui.home)
+    app.include_router(ui.docs)
     app.include_router(ui.router)
     app.mount("/ui/static", ui.assets, name="ui-static")
     data = [Depends(auth.principal), Depends(_database_ready)]
@@ -196,21 +201,37 @@ def _report_retry_end(task: asyncio.Task) -> None:
         log.critical("database start-up retry stopped: %r", task.exception())
 
 
+# At most this many imported organizations get a development key each at start-up.
+DEV_KEYS_MAX = 20
+
+
 async def _bootstrap_development_key(config: Settings) -> None:
-    """On the embedded backend with access control on, make a development organization
-    and key and print them, so that the first command of the README just works."""
+    """On the embedded backend with access control on, issue development keys and print
+    them, so that every flow of the README works with what the log shows: one per
+    imported organization (`serve --import`), else one for a new Development
+    organization."""
     if not (config.embedded and config.auth_enabled):
         return
     if await ApiKey.find_one({}) is not None:
         return
-    org = await Organization(**record_service.stamped({"name": "Development"})).insert()
-    _, key = await auth.issue_key(org.id)
-    log.warning(
-        "embedded backend, access control on: development organization %s, API key %s "
-        "(send 'Authorization: Bearer <key>'; BOTREQUESTS_AUTH=off turns access control off)",
-        org.id,
-        key,
-    )
+    orgs = await Organization.find_all().sort("name").limit(DEV_KEYS_MAX + 1).to_list()
+    if not orgs:
+        orgs = [await Organization(**record_service.stamped({"name": "Development"})).insert()]
+    for org in orgs[:DEV_KEYS_MAX]:
+        _, key = await auth.issue_key(org.id)
+        log.warning(
+            "embedded backend, access control on: API key %s for organization %r (%s); "
+            "send 'Authorization: Bearer <key>' (BOTREQUESTS_AUTH=off turns access control off)",
+            key,
+            org.name,
+            org.id,
+        )
+    if len(orgs) > DEV_KEYS_MAX:
+        log.warning(
+            "more organizations than %d: keys for the others through "
+            "POST /organizations/{id}/api-keys with BOTREQUESTS_ADMIN_TOKEN",
+            DEV_KEYS_MAX,
+        )
 
 
 app = create_app()

@@ -24,6 +24,11 @@ class JSON(Response):
         return orjson.dumps(content)
 
 
+def created(body: dict[str, Any], location: str) -> JSON:
+    """201 with `Location`: where the new record (or the list it joined) is read back."""
+    return JSON(body, status_code=201, headers={"Location": location})
+
+
 # Every dependency is `async def`: a plain `def` one is run in the thread pool, a hop
 # there and back on every request for what takes microseconds.
 async def object_id(

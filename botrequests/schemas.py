@@ -94,10 +94,22 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Examples in the OpenAPI schema name the records of tests/data/mongoose (organization
+# Test, John Doe, the Hellow world bot): with `botrequests serve --import
+# tests/data/mongoose/*.json` and the key it prints, /docs' "Try it out" succeeds as is.
+EXAMPLE_ORG = "644853d690c195691be42075"
+EXAMPLE_USER = "64483f3290c195691be41d57"
+EXAMPLE_BOT = "64880aac2f5e4553ddac6eaf"
+
+
 # --- organizations, users, files, invoices ---------------------------------------------
 
 
 class OrganizationCreate(Body):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "Acme", "retentionDays": 365}]}
+    )
+
     name: Name
     retentionDays: Annotated[int, Field(ge=1, le=36_500)] | None = Field(
         default=None, description="delete requests older than this many days (none: keep)"
@@ -116,12 +128,31 @@ class ErasureCreate(Body):
 
 
 class UserCreate(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Ada Lovelace", "email": "ada@example.com"}]},
+    )
+
     name: Name
     email: Email | None = None
     organization: ObjectIdIn | None = None
 
 
 class FileCreate(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "fileName": "diagram.png",
+                    "s3Key": "uploads/2026/diagram.png",
+                    "contentType": "image/png",
+                    "size": 48213,
+                }
+            ]
+        },
+    )
+
     fileName: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     s3Key: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     createdBy: ObjectIdIn | None = None
@@ -131,6 +162,13 @@ class FileCreate(Body):
 
 
 class InvoiceCreate(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"organization": EXAMPLE_ORG, "credits": 20, "status": "paid"}]
+        },
+    )
+
     organization: ObjectIdIn
     credits: Count
     status: Literal["draft", "open", "paid", "void"]
@@ -158,6 +196,21 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,99}$"
 
 
 class BotCreate(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Poet",
+                    "slug": "poet",
+                    "creditCost": 3,
+                    "inputs": [{"name": "topic", "inputType": "text", "required": True}],
+                    "promptTemplate": "Write four lines about {topic}.",
+                }
+            ]
+        },
+    )
+
     name: Name
     slug: Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
     creditCost: Count = 0
@@ -219,6 +272,25 @@ Tags = Annotated[list[Tag], Field(max_length=20, description="at most 20 short s
 
 
 class BotRequestCreate(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "bot": EXAMPLE_BOT,
+                    "createdBy": EXAMPLE_USER,
+                    "inputs": {"color": "Green"},
+                    "ip": "29.251.124.244",
+                    "success": True,
+                    "response": {"message": "Hellow word"},
+                    "sessionKey": "session-42",
+                    "usage": {"model": "gpt-4o-mini", "promptTokens": 12, "completionTokens": 30},
+                    "tags": ["checkout"],
+                }
+            ]
+        },
+    )
+
     bot: ObjectIdIn
     success: bool
     response: Annotated[SafeJson, AfterValidator(_not_null)]
@@ -241,6 +313,10 @@ class BotRequestCreate(Body):
 
 
 class FeedbackCreate(Body):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"score": 1, "comment": "spot on"}]}
+    )
+
     score: Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)] = Field(
         description="from -1 to 1: a thumbs down is -1, up is 1"
     )
@@ -257,6 +333,11 @@ class BotRequestBatch(Body):
 
 
 class BotRequestUpdate(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"success": True, "response": {"message": "Hellow word"}}]},
+    )
+
     success: bool | None = None
     response: SafeJson = None
     images: Annotated[list[ObjectIdIn], Field(max_length=100)] | None = None
@@ -357,3 +438,7 @@ class StatsQuery(BotRequestFilters):
 
 class ExportQuery(BotRequestFilters):
     populate: Populate | None = None
+    format: Literal["ndjson", "csv"] = Field(
+        default="ndjson",
+        description="ndjson: each request as served; csv: one row per request, flat columns",
+    )

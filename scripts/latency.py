@@ -166,7 +166,7 @@ def measure(rounds: int, seconds: float, load) -> list[tuple[str, Run, Run]]:
     for auth in (False, True):
         with served(auth=auth) as service:
             headers = {"Authorization": f"Bearer {service.key}"} if auth else {}
-            printed = re.search(r"development organization (\w+)", "".join(service.output))
+            printed = re.search(r"for organization '[^']*' \((\w+)\)", "".join(service.output))
             org_id = printed.group(1) if auth and printed else None
             for case, path in seed(service.base, headers, org_id).items():
                 url = service.base + path

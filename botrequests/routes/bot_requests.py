@@ -8,7 +8,7 @@ from fastapi.responses import StreamingResponse
 
 from botrequests import analytics, batch, feedback, ingest, populate, threads
 from botrequests import botrequest_service as service
-from botrequests.deps import JSON, BotRequestDep, ObjectIdPath, PopulatePaths, SettingsDep
+from botrequests.deps import JSON, BotRequestDep, ObjectIdPath, PopulatePaths, SettingsDep, created
 from botrequests.errors import PayloadTooLarge
 from botrequests.responses import (
     BatchResult,
@@ -30,6 +30,7 @@ from botrequests.schemas import (
     StatsQuery,
 )
 from botrequests.serialize import dump
+from botrequests.timeutil import now
 
 router = APIRouter(prefix="/bot-requests", tags=["bot requests"])
 
@@ -38,7 +39,8 @@ router = APIRouter(prefix="/bot-requests", tags=["bot requests"])
 async def create_bot_request(body: BotRequestCreate, request: Request) -> JSON:
     """Record one interaction; answers the populated request."""
     client_ip = request.client.host if request.client else None
-    return JSON(await ingest.create(body, client_ip), status_code=201)
+    answer = await ingest.create(body, client_ip)
+    return created(answer, f"/bot-requests/{answer['id']}")
 
 
 @router.post(
@@ -75,13 +77,20 @@ async def bot_request_stats(query: Annotated[StatsQuery, Query()]) -> JSON:
 @router.get(
     "/export",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}}}},
+    responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
 )
 async def export_bot_requests(query: Annotated[ExportQuery, Query()]) -> StreamingResponse:
-    """Every matching request, populated, one JSON object per line (NDJSON), streamed."""
+    """Every matching request, populated, streamed: NDJSON (one request per line, as
+    served) or `?format=csv` (one flat row per request)."""
     paths = populate.parse_paths(query.populate)
-    lines = await analytics.export_batches(query, paths)
-    return StreamingResponse(lines, media_type="application/x-ndjson")
+    as_csv = query.format == "csv"
+    lines = await analytics.export_batches(query, paths, as_csv)
+    kind, media = (
+        ("csv", "text/csv; charset=utf-8") if as_csv else ("ndjson", "application/x-ndjson")
+    )
+    stamp = now().strftime("%Y%m%dT%H%M%SZ")
+    disposition = f'attachment; filename="bot-requests-{stamp}.{kind}"'
+    return StreamingResponse(lines, media_type=media, headers={"Content-Disposition": disposition})
 
 
 @router.get("/{id}", response_model=BotRequestPublic)
@@ -102,7 +111,7 @@ async def update_bot_request(
 @router.post("/{id}/feedback", status_code=201, response_model=FeedbackPublic)
 async def add_feedback(doc: BotRequestDep, body: FeedbackCreate) -> JSON:
     """Record feedback on a request: `score` in [-1, 1], an optional comment and user."""
-    return JSON(dump(await feedback.add(doc, body)), status_code=201)
+    return created(dump(await feedback.add(doc, body)), f"/bot-requests/{doc.id}/feedback")
 
 
 @router.get("/{id}/feedback", response_model=FeedbackList)

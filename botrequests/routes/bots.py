@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from botrequests import records
-from botrequests.deps import JSON, BotDep
+from botrequests.deps import JSON, BotDep, created
 from botrequests.responses import BotPage, BotPublic, PromptPreview
 from botrequests.schemas import SLUG_PATTERN, BotCreate, BotUpdate
 from botrequests.serialize import dump_bot
@@ -18,7 +18,8 @@ router = APIRouter(prefix="/bots", tags=["bots"])
 @router.post("", status_code=201, response_model=BotPublic)
 async def create_bot(body: BotCreate) -> JSON:
     """Create a bot with its input definitions (slug must be unique: 409 otherwise)."""
-    return JSON(dump_bot(await records.create_bot(body)), status_code=201)
+    answer = dump_bot(await records.create_bot(body))
+    return created(answer, f"/bots/{answer['id']}")
 
 
 @router.get("", response_model=BotPage)

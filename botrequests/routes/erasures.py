@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from botrequests import retention
 from botrequests.auth import PrincipalDep
-from botrequests.deps import JSON, OrganizationDep
+from botrequests.deps import JSON, OrganizationDep, created
 from botrequests.documents import Erasure
 from botrequests.responses import ErasureList, ErasurePublic
 from botrequests.schemas import ErasureCreate
@@ -20,7 +20,7 @@ async def erase_user(organization: OrganizationDep, body: ErasureCreate, who: Pr
     Export first to give the person their data: GET /bot-requests/export?createdBy=<id>."""
     asked = "admin token" if who.admin else f"API key {who.key}"
     record = await retention.erase(organization.id, body.user, asked)
-    return JSON(dump(record), status_code=201)
+    return created(dump(record), f"/organizations/{organization.id}/erasures")
 
 
 @router.get("", response_model=ErasureList)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from botrequests import auth
 from botrequests.auth import AdminDep
-from botrequests.deps import JSON, OrganizationDep
+from botrequests.deps import JSON, OrganizationDep, created
 from botrequests.documents import ApiKey
 from botrequests.errors import not_found
 from botrequests.schemas import OBJECT_ID_PATTERN
@@ -67,7 +67,7 @@ async def create_api_key(
         "key": key,
         "createdAt": iso(record.createdAt or now()),
     }
-    return JSON(answer, status_code=201)
+    return created(answer, f"/organizations/{organization.id}/api-keys")
 
 
 @router.get("/organizations/{id}/api-keys", response_model=ApiKeyList)

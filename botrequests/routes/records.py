@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from botrequests import records
 from botrequests.auth import AdminDep
-from botrequests.deps import JSON, FileDep, InvoiceDep, OrganizationDep, UserDep
+from botrequests.deps import JSON, FileDep, InvoiceDep, OrganizationDep, UserDep, created
 from botrequests.responses import FilePublic, InvoicePublic, OrganizationPublic, UserPublic
 from botrequests.schemas import (
     FileCreate,
@@ -23,7 +23,8 @@ router = APIRouter()
 )
 async def create_organization(body: OrganizationCreate, _: AdminDep) -> JSON:
     """Create an organization (admin token)."""
-    return JSON(dump(await records.create_organization(body)), status_code=201)
+    answer = dump(await records.create_organization(body))
+    return created(answer, f"/organizations/{answer['id']}")
 
 
 @router.patch("/organizations/{id}", response_model=OrganizationPublic, tags=["organizations"])
@@ -43,7 +44,8 @@ async def read_organization(organization: OrganizationDep) -> JSON:
 @router.post("/users", status_code=201, response_model=UserPublic, tags=["users"])
 async def create_user(body: UserCreate) -> JSON:
     """Create a user (optionally of an organization)."""
-    return JSON(dump(await records.create_user(body)), status_code=201)
+    answer = dump(await records.create_user(body))
+    return created(answer, f"/users/{answer['id']}")
 
 
 @router.get("/users/{id}", response_model=UserPublic, tags=["users"])
@@ -55,7 +57,8 @@ async def read_user(user: UserDep) -> JSON:
 @router.post("/files", status_code=201, response_model=FilePublic, tags=["files"])
 async def create_file(body: FileCreate) -> JSON:
     """Record a file's metadata (its bytes live in object storage under `s3Key`)."""
-    return JSON(dump(await records.create_file(body)), status_code=201)
+    answer = dump(await records.create_file(body))
+    return created(answer, f"/files/{answer['id']}")
 
 
 @router.get("/files/{id}", response_model=FilePublic, tags=["files"])
@@ -67,7 +70,8 @@ async def read_file(file: FileDep) -> JSON:
 @router.post("/invoices", status_code=201, response_model=InvoicePublic, tags=["invoices"])
 async def create_invoice(body: InvoiceCreate) -> JSON:
     """Create an invoice for an organization."""
-    return JSON(dump(await records.create_invoice(body)), status_code=201)
+    answer = dump(await records.create_invoice(body))
+    return created(answer, f"/invoices/{answer['id']}")
 
 
 @router.get("/invoices/{id}", response_model=InvoicePublic, tags=["invoices"])

@@ -8,12 +8,38 @@ from importlib.resources import files
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(str(files("botrequests") / "static"))
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+home = APIRouter(include_in_schema=False)
+
+
+docs = APIRouter(include_in_schema=False)
+VENDOR = "/ui/static/vendor"
+
+
+@docs.get("/docs")
+async def api_docs() -> HTMLResponse:
+    """Swagger UI for the OpenAPI schema, with its assets served from the package (the
+    page works with no internet access)."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="botrequests — API",
+        swagger_js_url=f"{VENDOR}/swagger-ui/swagger-ui-bundle.js",
+        swagger_css_url=f"{VENDOR}/swagger-ui/swagger-ui.css",
+        swagger_favicon_url=f"{VENDOR}/swagger-ui/favicon-32x32.png",
+        swagger_ui_parameters={"persistAuthorization": False},
+    )
+
+
+@home.get("/")
+async def root() -> RedirectResponse:
+    """A browser pointed at the service lands on the viewer."""
+    return RedirectResponse("/ui", status_code=307)
 
 
 @router.get("")
