@@ -3,6 +3,7 @@ or CSV export (memory bounded by bytes)."""
 
 import csv
 import io
+import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -172,6 +173,34 @@ async def stats(filters: BotRequestFilters, group_by: str) -> dict[str, Any]:
             }
         )
     return {"groupBy": group_by, "items": items, "next": None, "truncated": truncated}
+
+
+async def sessions(prefix: str | None, limit: int) -> list[dict[str, Any]]:
+    """Session keys that start with `prefix` (escaped: matched as written), most recently
+    active first, with their request counts; this tenant's only. A prefix so that the
+    sessionKey index answers it."""
+    match: dict[str, Any] = {"sessionKey": {"$type": "string"}}
+    if prefix:
+        match = {"sessionKey": {"$regex": "^" + re.escape(prefix)}}
+    rows = await db.aggregate(
+        BotRequest,
+        [
+            {"$match": scoped(BotRequest, match)},
+            {
+                "$group": {
+                    "_id": "$sessionKey",
+                    "requests": {"$sum": 1},
+                    "last": {"$max": "$createdAt"},
+                }
+            },
+            {"$sort": {"last": -1, "_id": 1}},
+            {"$limit": limit},
+        ],
+    )
+    return [
+        {"sessionKey": row["_id"], "requests": row["requests"], "last": plain(row["last"])}
+        for row in rows
+    ]
 
 
 EXPORT_BATCH = 500  # documents per page at most (one query; populated together)

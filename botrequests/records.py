@@ -1,5 +1,6 @@
 """Service functions for organizations, users, files, invoices and bots."""
 
+import re
 from typing import Any, TypeVar
 
 from beanie import Document, PydanticObjectId, UpdateResponse
@@ -150,14 +151,25 @@ def bot_cursor(bot: Bot) -> str:
     return f"{bot.slug}.{bot.id}"
 
 
-async def list_bots(limit: int, after: str | None) -> tuple[list[Bot], bool]:
-    """A page of bots by slug, then id (`after`: a `bot_cursor`); whether more."""
-    query: dict[str, Any] = {}
+def containing(text: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    """Any of `fields` contains `text`, case-insensitively. The text is escaped, so it is
+    matched as it is (no pattern from a client ever reaches the regex engine)."""
+    pattern = {"$regex": re.escape(text), "$options": "i"}
+    return {"$or": [{field: pattern} for field in fields]}
+
+
+async def list_bots(
+    limit: int, after: str | None, text: str | None = None
+) -> tuple[list[Bot], bool]:
+    """A page of bots by slug, then id (`after`: a `bot_cursor`), those whose name or slug
+    contains `text` if given; whether more."""
+    parts: list[dict[str, Any]] = [containing(text, ("name", "slug"))] if text else []
     if after:
         slug, last_id = after.rsplit(".", 1)
-        query = {
-            "$or": [{"slug": {"$gt": slug}}, {"slug": slug, "_id": {"$gt": ObjectId(last_id)}}]
-        }
+        parts.append(
+            {"$or": [{"slug": {"$gt": slug}}, {"slug": slug, "_id": {"$gt": ObjectId(last_id)}}]}
+        )
+    query: dict[str, Any] = {"$and": parts} if len(parts) > 1 else (parts[0] if parts else {})
     found = Bot.find(scoped(Bot, query), batch_size=limit + 1).sort([("slug", 1), ("_id", 1)])
     bots = await found.limit(limit + 1).to_list()
     return bots[:limit], len(bots) > limit
@@ -243,3 +255,10 @@ async def prompt_preview(bot: Bot, raw_inputs: str) -> dict[str, Any]:
     except prompts.PromptTooLong as exc:
         raise InvalidInput(loc, str(exc)) from None
     return {"prompt": prompt, "inputs": inputs}
+
+
+async def find_users(text: str | None, limit: int) -> list[User]:
+    """Users whose name contains `text` (all when empty), by name; this tenant's only."""
+    query = containing(text, ("name",)) if text else {}
+    found = User.find(scoped(User, query), batch_size=limit).sort([("name", 1), ("_id", 1)])
+    return await found.limit(limit).to_list()

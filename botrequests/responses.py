@@ -173,6 +173,20 @@ class BotRequestPublic(BaseModel):
     id: str
 
 
+class UserList(BaseModel):
+    items: list[UserPublic]
+
+
+class SessionSummary(BaseModel):
+    sessionKey: str
+    requests: int
+    last: str | None = None
+
+
+class SessionList(BaseModel):
+    items: list[SessionSummary]
+
+
 class BotPage(BaseModel):
     items: list[BotPublic]
     next: str | None = None

@@ -16,6 +16,7 @@ from botrequests.responses import (
     BotRequestPublic,
     FeedbackList,
     FeedbackPublic,
+    SessionList,
     Stats,
     Thread,
 )
@@ -72,6 +73,15 @@ async def list_bot_requests(query: Annotated[ListQuery, Query()], settings: Sett
 async def bot_request_stats(query: Annotated[StatsQuery, Query()]) -> JSON:
     """Counts, success rate and credits per bot, organization, user, session or UTC day."""
     return JSON(await analytics.stats(query, query.groupBy))
+
+
+@router.get("/sessions", response_model=SessionList)
+async def find_sessions(
+    q: Annotated[str | None, Query(max_length=200, description="sessionKey starts with")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> JSON:
+    """Session keys starting with `q`, most recently active first, for pickers."""
+    return JSON({"items": await analytics.sessions(q, limit)})
 
 
 @router.get(

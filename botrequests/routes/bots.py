@@ -26,9 +26,12 @@ async def create_bot(body: BotCreate) -> JSON:
 async def list_bots(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(pattern=BOT_CURSOR_PATTERN, description="`next`")] = None,
+    q: Annotated[
+        str | None, Query(max_length=100, description="name or slug contains (any case)")
+    ] = None,
 ) -> JSON:
-    """List bots by slug; follow `next` for the following page."""
-    bots, more = await records.list_bots(limit, cursor)
+    """List bots by slug (`q` finds them by name or slug); follow `next` for more."""
+    bots, more = await records.list_bots(limit, cursor, q)
     next_page = records.bot_cursor(bots[-1]) if more else None
     return JSON({"items": [dump_bot(bot) for bot in bots], "next": next_page})
 

@@ -1,11 +1,19 @@
 """Organizations, users, files and invoices: create and read."""
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from botrequests import records
 from botrequests.auth import AdminDep
 from botrequests.deps import JSON, FileDep, InvoiceDep, OrganizationDep, UserDep, created
-from botrequests.responses import FilePublic, InvoicePublic, OrganizationPublic, UserPublic
+from botrequests.responses import (
+    FilePublic,
+    InvoicePublic,
+    OrganizationPublic,
+    UserList,
+    UserPublic,
+)
 from botrequests.schemas import (
     FileCreate,
     InvoiceCreate,
@@ -46,6 +54,15 @@ async def create_user(body: UserCreate) -> JSON:
     """Create a user (optionally of an organization)."""
     answer = dump(await records.create_user(body))
     return created(answer, f"/users/{answer['id']}")
+
+
+@router.get("/users", response_model=UserList, tags=["users"])
+async def find_users(
+    q: Annotated[str | None, Query(max_length=100, description="name contains (any case)")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> JSON:
+    """Find users by name (the first `limit`, by name), for pickers."""
+    return JSON({"items": [dump(user) for user in await records.find_users(q, limit)]})
 
 
 @router.get("/users/{id}", response_model=UserPublic, tags=["users"])
