@@ -29,6 +29,10 @@ def site() -> Iterator[dict]:
             yield {"base": server.base, "key": server.key, **populate(api)}
 
 
+LONG = "A long answer. " * 150  # 2 250 characters: starts folded
+CHAT_TEMPLATE = "You are a helpful assistant. Answer: {question}"
+
+
 def populate(api: httpx.Client) -> dict:
     def post(path: str, body: dict) -> dict:
         response = api.post(path, json=body)
@@ -58,6 +62,44 @@ def populate(api: httpx.Client) -> dict:
     sibling = record(originalRequest=root["id"], inputs={"color": "blue"})
     grandchild = record(originalRequest=child["id"], inputs={"color": "green"})
     post("/bot-requests", {"bot": other["id"], "success": True, "response": {"n": 1}})
+
+    # A conversation: a question, two branches of follow-ups, a long and a JSON answer.
+    chat = post(
+        "/bots",
+        {
+            "name": "Chat bot",
+            "slug": "chat",
+            "creditCost": 1,
+            "inputs": [{"name": "question", "inputType": "textarea"}],
+            "promptTemplate": CHAT_TEMPLATE,
+        },
+    )
+    ada = post("/users", {"name": "Ada"})
+
+    def say(question: str, answer, parent: dict | None = None, **extra) -> dict:
+        body = {
+            "bot": chat["id"],
+            "createdBy": ada["id"],
+            "success": True,
+            "inputs": {"question": question},
+            "response": answer,
+            "sessionKey": "chat-session-1",
+            **({"originalRequest": parent["id"]} if parent else {}),
+        }
+        return post("/bot-requests", {**body, **extra})
+
+    usage = {"model": "gpt-4o-mini", "promptTokens": 20, "completionTokens": 22, "latencyMs": 640}
+    q1 = say("Hi there\nsecond line", {"message": "Hello!\nHow can I help?"}, usage=usage)
+    q2a = say("Tell me a story", {"message": "Once upon a time."}, q1, tags=["story"])
+    q2b = say("Write a lot", {"message": LONG}, q1)
+    table = {f"field{i}": i for i in range(30)}
+    q3 = say("As JSON please", table, q2a, success=False)
+    post(f"/bot-requests/{q2a['id']}/feedback", {"score": 1, "comment": "lovely"})
+    invoice = post(
+        "/invoices", {"organization": q1["organization"]["id"], "credits": 5, "status": "paid"}
+    )
+    api.patch(f"/bot-requests/{q2a['id']}", json={"invoice": invoice["id"]}).raise_for_status()
+
     # a wide thread of 1 001 requests: a root, 10 branches of 99 follow-ups each
     big = record(inputs={"color": "big"})
     heads = post(
@@ -96,6 +138,13 @@ def populate(api: httpx.Client) -> dict:
         "sibling": sibling,
         "grandchild": grandchild,
         "other_bot": other,
+        "chat_bot": chat,
+        "ada": ada,
+        "q1": q1,
+        "q2a": q2a,
+        "q2b": q2b,
+        "q3": q3,
+        "invoice": invoice,
         "big_leaf": leaf.json()["items"][0],
     }
 
@@ -145,27 +194,93 @@ async def shot(tab, name: str) -> None:
         await tab.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=False)
 
 
-async def test_ui_key_kept_in_session_storage_only(page, site):
+async def test_ui_key_kept_in_this_tab_unless_remembered(browser, site, page):
     assert await page.evaluate("sessionStorage.getItem('botrequests.apiKey')") == site["key"]
     assert await page.evaluate("localStorage.length") == 0
     assert await page.evaluate("document.cookie") == ""
+    # Opt in: "remember on this device" keeps it in localStorage, for a new tab too.
+    context = await browser.new_context()
+    tab = await context.new_page()
+    await tab.goto(f"{site['base']}/ui")
+    await tab.fill("#key-form input[name=key]", site["key"])
+    await tab.check("#key-form input[name=remember]")
+    await tab.click("#key-form button")
+    await tab.wait_for_selector("#results tbody tr")
+    assert await tab.evaluate("localStorage.getItem('botrequests.apiKey')") == site["key"]
+    other = await context.new_page()
+    await other.goto(f"{site['base']}/ui")
+    await other.wait_for_selector("#results tbody tr")
+    await other.click("#forget-key")
+    await other.wait_for_selector("#key-form:not([hidden])")
+    assert await other.evaluate("localStorage.length") == 0
+    await context.close()
 
 
-async def test_ui_search_with_filter_lives_in_url(page, site):
-    await page.select_option("select[name=bot]", site["other_bot"]["id"])
+async def test_ui_no_key_and_wrong_key_are_told_apart(browser, site):
+    context = await browser.new_context()
+    tab = await context.new_page()
+    await tab.goto(f"{site['base']}/ui")
+    await tab.wait_for_selector("#key-form:not([hidden])")
+    assert "An API key is needed" in await tab.inner_text("#key-form .key-message")
+    await tab.fill("#key-form input[name=key]", "br_not-a-real-key")
+    await tab.click("#key-form button")
+    await tab.wait_for_selector("#key-form:not([hidden]) .key-message.error")
+    assert "was not accepted" in await tab.inner_text("#key-form .key-message")
+    assert await tab.locator("#results tbody tr").count() == 0
+    await context.close()
+
+
+async def test_ui_pick_bot_by_name_search_in_url_and_history(page, site):
+    other = site["other_bot"]
+    await page.fill("input[name=bot]", "Other")
+    await expect(page.locator("#bot-choices option")).to_have_count(1)
+    assert await page.locator("#bot-choices option").get_attribute("value") == "Other bot (other)"
+    await page.fill("input[name=bot]", "Other bot (other)")
     await page.click("#filters button[type=submit]")
     await expect(page.locator("#results tbody tr")).to_have_count(1)
-    assert f"bot={site['other_bot']['id']}" in page.url
+    assert f"bot={other['id']}" in page.url
     assert await page.inner_text("#results tbody tr td:nth-child(2)") == "Other bot"
-    # the URL is a shareable search: opening it again gives the same filter and rows
+    # the URL is a shareable search: opened again it shows the bot by name
     await page.goto(page.url)
     await expect(page.locator("#results tbody tr")).to_have_count(1)
-    assert await page.input_value("select[name=bot]") == site["other_bot"]["id"]
+    assert await page.input_value("input[name=bot]") == "Other bot (other)"
+    # each search is a history entry: Back returns to the unfiltered one
+    await page.go_back()
+    await expect(page.locator("#results tbody tr")).to_have_count(50)
+    assert "bot=" not in page.url
+
+
+async def test_ui_failed_requests_marked_and_names_filter(page, site):
     await page.goto(f"{site['base']}/ui?success=false")
     await page.wait_for_selector("#results tbody tr")
     cells = await page.locator("#results tbody td:nth-child(4)").all_inner_texts()
-    assert set(cells) == {"no"}
+    assert set(cells) == {"✗ failed"}
+    assert await page.locator("#results tbody tr.failed").count() == len(cells)
     await shot(page, "search")
+    # a user's name is a link that filters by that user
+    await page.goto(f"{site['base']}/ui?sessionKey=chat-session-1")
+    await expect(page.locator("#results tbody tr")).to_have_count(4)
+    await page.locator("#results tbody tr td:nth-child(3) a").first.click()
+    await page.wait_for_url(f"**/ui?createdBy={site['ada']['id']}")
+    await expect(page.locator("#results tbody tr")).to_have_count(4)
+    users = await page.locator("#results tbody td:nth-child(3)").all_inner_texts()
+    assert set(users) == {"Ada"}
+    assert await page.input_value("input[name=createdBy]") == f"Ada · {site['ada']['id'][-6:]}"
+
+
+async def test_ui_pick_user_and_session_by_name(page, site):
+    await page.fill("input[name=createdBy]", "ad")
+    await expect(page.locator("#createdBy-choices option")).to_have_count(1)
+    await page.fill("input[name=sessionKey]", "chat-")
+    await expect(page.locator("#sessionKey-choices option")).to_have_count(1)
+    session = await page.locator("#sessionKey-choices option").get_attribute("value")
+    assert session == "chat-session-1"
+    await page.fill("input[name=sessionKey]", session)
+    label = await page.locator("#createdBy-choices option").get_attribute("value")
+    await page.fill("input[name=createdBy]", label)
+    await page.click("#filters button[type=submit]")
+    await expect(page.locator("#results tbody tr")).to_have_count(4)
+    assert f"createdBy={site['ada']['id']}" in page.url
 
 
 async def test_ui_more_follows_next_cursor(page, site):
@@ -179,34 +294,108 @@ async def test_ui_more_follows_next_cursor(page, site):
     assert len(set(ids)) == 100
 
 
-async def test_ui_open_request_see_thread_and_follow_link(page, site):
+async def test_ui_bad_filter_said_in_words_and_stale_rows_cleared(page, site):
+    await page.fill("input[name=organization]", "not-an-id")
+    await page.click("#filters button[type=submit]")
+    await page.wait_for_selector("#status.error")
+    message = await page.inner_text("#status")
+    assert message.startswith("Could not search: organization:")
+    assert "{" not in message  # words, not raw JSON
+    assert "[" not in message
+    assert await page.locator("#results tbody tr").count() == 0
+
+
+async def test_ui_conversation_along_the_path_with_branches(page, site):
+    q1, q2a, q2b, q3 = site["q1"], site["q2a"], site["q2b"], site["q3"]
+    await page.goto(f"{site['base']}/ui/requests/{q3['id']}")
+    await page.wait_for_selector("#turns li.turn")
+    turns = page.locator("#turns li.turn")
+    assert await turns.count() == 6  # question and answer, for each request on the path
+    ids = await page.eval_on_selector_all("#turns li.turn", "t => t.map(x => x.dataset.id)")
+    assert ids == [q1["id"], q1["id"], q2a["id"], q2a["id"], q3["id"], q3["id"]]
+    # read as text: line breaks are line breaks, not "\\n"
+    first_answer = await turns.nth(1).locator(".text").inner_text()
+    assert first_answer == "Hello!\nHow can I help?"
+    assert await turns.nth(0).locator(".text").inner_text() == "question: Hi there\nsecond line"
+    assert "\\n" not in await page.inner_text("#turns")
+    # the template every request shares is not the turn; it is one click away
+    assert CHAT_TEMPLATE.split(":")[0] not in await turns.nth(0).locator(".text").inner_text()
+    # a JSON answer is pretty-printed and folded
+    json_turn = turns.nth(5)
+    assert "failed" in await json_turn.get_attribute("class")
+    details = json_turn.locator("details.json")
+    assert await details.get_attribute("open") is None
+    assert "JSON answer (32 lines)" in await details.locator("summary").inner_text()
+    await details.locator("summary").click()
+    assert '"field29": 29' in await details.locator("pre").inner_text()
+    await shot(page, "conversation")
+    # the branch is one click away
+    switch = turns.nth(2).locator(".branches")
+    assert "branch 1 of 2" in await switch.inner_text()
+    await switch.locator("a", has_text="›").click()
+    await page.wait_for_url(f"**/ui/requests/{q2b['id']}")
+    await page.wait_for_selector("#turns li.turn")
+    long_turn = page.locator("#turns li.turn").nth(3)
+    assert "branch 2 of 2" in await page.locator("#turns li.turn").nth(2).inner_text()
+    folded = await long_turn.locator(".text").inner_text()
+    assert len(folded) < 1300
+    await long_turn.locator("button.fold").click()
+    assert await long_turn.locator(".text").inner_text() == LONG
+    await page.goto(f"{site['base']}/ui/requests/{q1['id']}")
+    await page.wait_for_selector("#followups:not([hidden])")
+    assert "Continues in 2 follow-ups" in await page.inner_text("#followups")
+
+
+async def test_ui_tree_rows_say_what_differs(page, site):
+    q2a = site["q2a"]
+    await page.goto(f"{site['base']}/ui/requests/{q2a['id']}")
+    await page.wait_for_selector("#tree li.current")
+    rows = page.locator("#tree li")
+    labels = [await rows.nth(i).locator("a").inner_text() for i in range(await rows.count())]
+    assert labels[0] == "question: Hi there second line → Hello! How can I help?"
+    assert any(label.startswith("question: Tell me a story →") for label in labels)
+    assert all("You are a helpful assistant" not in label for label in labels)
+    text = await page.inner_text("#tree")
+    assert "#1" not in text  # depth is indentation, not a number
+    pads = await page.eval_on_selector_all(
+        "#tree li", "r => r.map(x => [x.dataset.depth, parseFloat(x.style.paddingLeft)])"
+    )
+    by_depth = dict(pads)
+    assert by_depth["0"] < by_depth["1"] < by_depth["2"]
+    first = await rows.nth(0).locator(".meta").inner_text()
+    for shown in ("640 ms", "42 tokens", "1 credit"):
+        assert shown in first
+    current = await page.locator("#tree li.current .meta").inner_text()
+    assert "feedback +1 (1)" in current
+    failed = page.locator(f"#tree li[data-id='{site['q3']['id']}']")
+    assert "failed" in await failed.get_attribute("class")
+    facts = await page.inner_text("#facts")
+    assert f"5 credits · paid · {site['invoice']['id']}" in facts
+    assert "story" in facts
+
+
+async def test_ui_request_page_marks_failure_and_links_names(page, site):
     child = site["child"]
-    await page.goto(f"{site['base']}/ui?sessionKey=")
     await page.goto(f"{site['base']}/ui/requests/{child['id']}")
     await page.wait_for_selector("#tree li")
-    assert await page.inner_text("#title") == f"Request {child['id']}"
+    assert await page.is_visible("#failed")
+    assert (
+        await page.inner_text("#title")
+        == f"Colour bot · {child['createdAt'][:19].replace('T', ' ')} UTC"
+    )
     assert "Colour bot (colour)" in await page.inner_text("#facts")
-    assert "Grace" in await page.inner_text("#facts")
-    totals = await page.inner_text("#totals")
-    assert "Requests\n4" in totals.replace("\t", "\n")
-    assert "Failures\n1" in totals.replace("\t", "\n")
-    assert "Credits\n8" in totals.replace("\t", "\n")
-    current = page.locator("#tree li.current")
-    assert await current.get_attribute("data-id") == child["id"]
+    link = page.locator("#facts a", has_text="Grace")
+    assert await link.get_attribute("href") == f"/ui?createdBy={site['child']['createdBy']['id']}"
+    totals = (await page.inner_text("#totals")).replace("\t", "\n")
+    assert "Requests\n4" in totals
+    assert "Failures\n1" in totals
+    assert "Credits\n8" in totals
     items = await page.locator("#tree li").all()
-    assert [await li.get_attribute("data-depth") for li in items] == [
-        "0",
-        "1",
-        "2",
-        "1",
-    ]
-    await shot(page, "request")
-    # follow the link to the follow-up
+    assert [await li.get_attribute("data-depth") for li in items] == ["0", "1", "2", "1"]
     await page.click(f"#tree li[data-id='{site['grandchild']['id']}'] a")
     await page.wait_for_url(f"**/ui/requests/{site['grandchild']['id']}")
     await page.wait_for_selector("#tree li.current")
-    current = page.locator("#tree li.current")
-    assert await current.get_attribute("data-id") == site["grandchild"]["id"]
+    assert await page.is_hidden("#failed")
 
 
 async def test_ui_xss_payload_shown_as_text(page, site):
@@ -215,6 +404,8 @@ async def test_ui_xss_payload_shown_as_text(page, site):
     assert XSS in await page.inner_text("#response")
     assert XSS in await page.inner_text("#inputs")
     assert f"Say hello in {XSS}" in await page.inner_text("#prompt")
+    assert XSS in await page.inner_text("#turns")
+    assert XSS in await page.inner_text("#tree")
     assert await page.locator("main img").count() == 0
     assert "diagram.png" in await page.inner_text("#images")
     await page.goto(f"{site['base']}/ui")
@@ -249,7 +440,103 @@ async def test_ui_thread_of_1001_collapses_branches(page, site):
     await shot(page, "thread")
 
 
+async def test_ui_stats_chart_and_table_show_the_apis_numbers(page, site):
+    headers = {"Authorization": f"Bearer {site['key']}"}
+    api = httpx.get(
+        f"{site['base']}/bot-requests/stats", params={"groupBy": "bot"}, headers=headers
+    )
+    expected = sorted(api.json()["items"], key=lambda item: -item["requests"])
+    await page.goto(f"{site['base']}/ui/stats")
+    await page.wait_for_selector("#stats tbody tr")
+    chart = "Chart.getChart(document.getElementById('chart')).data"
+    data = await page.evaluate(f"{chart}.datasets[0].data")
+    labels = await page.evaluate(f"{chart}.labels")
+    assert data == [item["requests"] for item in expected]
+    assert labels == [item["bot"]["name"] for item in expected]
+    rows = page.locator("#stats tbody tr")
+    assert await rows.count() == len(expected)
+    chat = next(item for item in expected if item["bot"]["name"] == "Chat bot")
+    row = page.locator("#stats tbody tr[data-group='Chat bot'] td")
+    assert await row.nth(1).inner_text() == str(chat["requests"])
+    assert await row.nth(2).inner_text() == f"{chat['successRate'] * 100:.1f}%"
+    assert await row.nth(5).inner_text() == str(chat["tokens"])
+    assert await row.nth(9).inner_text() == "1 (1)"
+    await page.select_option("select[name=metric]", "credits")
+    await page.wait_for_url("**metric=credits**")
+    await expect(page.locator("#status")).to_contain_text("requests in")
+    data = await page.evaluate(f"{chart}.datasets[0].data")
+    assert data == [item["credits"] for item in expected]
+    await shot(page, "stats")
+    # per model, a day range (UTC, `to` inclusive)
+    await page.select_option("select[name=groupBy]", "model")
+    await page.wait_for_selector("#stats tbody tr[data-group='gpt-4o-mini']")
+    assert await page.inner_text("#group-name") == "Model"
+    # the requests behind the numbers, downloaded with the key
+    async with page.expect_download() as info:
+        await page.click("#export-csv")
+    download = await info.value
+    assert download.suggested_filename.endswith(".csv")
+    lines = Path(await download.path()).read_text().strip().splitlines()
+    assert lines[0].startswith("id,createdAt,updatedAt,bot,botName")
+    assert len(lines) - 1 == sum(item["requests"] for item in expected)
+    async with page.expect_download() as info:
+        await page.click("#export-ndjson")
+    assert (await info.value).suggested_filename.endswith(".ndjson")
+
+
+async def test_ui_usable_at_phone_width(browser, site):
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    tab = await context.new_page()
+    await tab.goto(f"{site['base']}/ui")
+    await tab.evaluate(f"sessionStorage.setItem('botrequests.apiKey', {site['key']!r})")
+    for path, ready in (
+        (f"/ui/requests/{site['q3']['id']}", "#tree li.current"),
+        ("/ui", "#results tbody tr"),
+        ("/ui/stats", "#stats tbody tr"),
+    ):
+        await tab.goto(site["base"] + path)
+        await tab.wait_for_selector(ready)
+        width = await tab.evaluate("document.documentElement.scrollWidth")
+        wide = await tab.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right"
+            " > 391).slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)"
+        )
+        assert width <= 390, (path, width, wide)  # no sideways scrolling of the page
+        if path.startswith("/ui/requests"):
+            turns = await tab.locator("#conversation").bounding_box()
+            tree = await tab.locator("#thread").bounding_box()
+            assert turns["y"] < tree["y"]  # stacked: the conversation first
+            await shot(tab, "phone")
+    await context.close()
+
+
+async def test_ui_api_docs_work_offline_with_examples(browser, site):
+    """/docs with every request to another host refused: Swagger UI comes from the
+    service, and the example body of POST /bot-requests is a valid one."""
+    context = await browser.new_context()
+    outside: list[str] = []
+
+    async def only_local(route) -> None:
+        if route.request.url.startswith(site["base"]):
+            await route.continue_()
+        else:
+            outside.append(route.request.url)
+            await route.abort()
+
+    await context.route("**/*", only_local)
+    tab = await context.new_page()
+    await tab.goto(f"{site['base']}/docs")
+    await tab.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+    assert outside == []
+    block = tab.locator(".opblock-post", has_text="/bot-requests").first
+    await block.locator(".opblock-summary").click()
+    await tab.wait_for_selector(".opblock-post .body-param__example, .opblock-post .microlight")
+    assert "29.251.124.244" in await block.inner_text()
+    await context.close()
+
+
 def test_ui_pages_send_content_security_policy(site):
-    for path in ("/ui", "/ui/requests/x", "/ui/static/request.js"):
+    for path in ("/ui", "/ui/requests/x", "/ui/stats", "/ui/static/request.js"):
         response = httpx.get(site["base"] + path)
         assert response.headers["content-security-policy"] == "default-src 'self'"
+    assert httpx.get(site["base"] + "/ui/static/vendor/chartjs/chart.umd.min.js").status_code == 200

@@ -48,6 +48,12 @@ async def search_page() -> FileResponse:
     return FileResponse(STATIC / "index.html")
 
 
+@router.get("/stats")
+async def stats_page() -> FileResponse:
+    """Counts, success, credits, tokens, cost, latency and feedback per group, charted."""
+    return FileResponse(STATIC / "stats.html")
+
+
 @router.get("/requests/{request_id}")
 async def request_page(request_id: str) -> FileResponse:
     """One request and its thread (the page itself says when the id is malformed or

@@ -1,44 +1,105 @@
-// Shared by the pages: the JSON API with the API key from sessionStorage, and safe DOM
-// building. Data is only ever inserted as text (textContent), never as HTML.
+// Shared by the pages: the JSON API with the API key, errors in words, pickers, and safe
+// DOM building. Data is only ever inserted as text (textContent), never as HTML.
 
 const KEY = "botrequests.apiKey";
 
+// The key lives in this tab (sessionStorage) unless the user asked to remember it on this
+// device (localStorage).
+export const storedKey = () => sessionStorage.getItem(KEY) || localStorage.getItem(KEY);
+
+function forgetKey() {
+  sessionStorage.removeItem(KEY);
+  localStorage.removeItem(KEY);
+}
+
 export class ApiError extends Error {
   constructor(status, detail) {
-    super(typeof detail === "string" ? detail : JSON.stringify(detail));
+    super(describe(status, detail));
     this.status = status;
+    this.detail = detail;
   }
+}
+
+// FastAPI's 422 detail is a list of {loc, msg}: said as "field: message" in words.
+function describe(status, detail) {
+  if (Array.isArray(detail)) {
+    return detail
+      .map((e) => {
+        const where = (e.loc ?? []).filter((p) => !["body", "query", "path"].includes(p)).join(".");
+        return where ? `${where}: ${e.msg}` : e.msg;
+      })
+      .join("; ");
+  }
+  if (typeof detail === "string") return detail;
+  if (status === 503) return "the database is not available right now; try again shortly";
+  return `the service answered ${status}`;
+}
+
+async function call(path, accept) {
+  const headers = { Accept: accept };
+  const key = storedKey();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  let response;
+  try {
+    response = await fetch(path, { headers });
+  } catch {
+    throw new ApiError(0, "the service cannot be reached");
+  }
+  if (response.status === 401) {
+    // "no key" and "wrong key" are different problems, told apart here.
+    const message = key
+      ? "This API key was not accepted: it may be mistyped or revoked. Enter another."
+      : "An API key is needed: the one the service printed at start-up, or one issued to your organization.";
+    askForKey(message, Boolean(key));
+    throw new ApiError(401, key ? "the API key was not accepted" : "an API key is needed");
+  }
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw new ApiError(response.status, body.detail ?? response.statusText);
+  }
+  return response;
 }
 
 export async function api(path) {
-  const headers = { Accept: "application/json" };
-  const key = sessionStorage.getItem(KEY);
-  if (key) headers.Authorization = `Bearer ${key}`;
-  const response = await fetch(path, { headers });
-  if (response.status === 401) {
-    askForKey();
-    throw new ApiError(401, "an API key is needed");
-  }
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new ApiError(response.status, body.detail ?? response.statusText);
-  return body;
+  return (await call(path, "application/json")).json();
 }
 
-function askForKey() {
+// A download the API key must authorize: fetched, then saved under the service's name.
+export async function download(path) {
+  const response = await call(path, "*/*");
+  const disposition = response.headers.get("Content-Disposition") ?? "";
+  const name = /filename="([^"]+)"/.exec(disposition)?.[1] ?? "export";
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a", { href: url, download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  return name;
+}
+
+function askForKey(message, wrong) {
   const form = document.getElementById("key-form");
   form.hidden = false;
+  const note = form.querySelector(".key-message");
+  note.textContent = message;
+  note.classList.toggle("error", wrong);
   form.onsubmit = (event) => {
     event.preventDefault();
-    sessionStorage.setItem(KEY, new FormData(form).get("key").trim());
+    const data = new FormData(form);
+    forgetKey();
+    const store = data.get("remember") ? localStorage : sessionStorage;
+    store.setItem(KEY, String(data.get("key")).trim());
     location.reload();
   };
 }
 
-export function setupForgetKey() {
+export function setupPage() {
   const button = document.getElementById("forget-key");
-  if (!sessionStorage.getItem(KEY)) return;
-  button.hidden = false;
-  button.onclick = () => { sessionStorage.removeItem(KEY); location.reload(); };
+  if (button && storedKey()) {
+    button.hidden = false;
+    button.onclick = () => { forgetKey(); location.reload(); };
+  }
 }
 
 export function el(tag, attributes = {}, ...children) {
@@ -48,7 +109,7 @@ export function el(tag, attributes = {}, ...children) {
     else if (name === "text") node.textContent = value;
     else node.setAttribute(name, value);
   }
-  for (const child of children) node.append(child);
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
   return node;
 }
 
@@ -60,16 +121,89 @@ export function status(message, isError = false) {
 
 export function short(value, length = 80) {
   if (value === undefined || value === null) return "";
-  const text = typeof value === "string" ? value : JSON.stringify(value);
+  const text = (typeof value === "string" ? value : JSON.stringify(value)).replace(/\s+/g, " ").trim();
   return text.length > length ? `${text.slice(0, length - 1)}…` : text;
 }
 
 export function when(iso) {
-  return iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "") : "";
+  return iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "").replace(/Z$/, "") : "";
 }
 
 export const refName = (ref) => (ref && typeof ref === "object" ? ref.name ?? ref.id : ref ?? "");
+export const refId = (ref) => (ref && typeof ref === "object" ? ref.id : ref ?? "");
 
 export const isId = (value) => /^[0-9a-fA-F]{24}$/.test(value);
 
 export const requestLink = (id, text) => el("a", { href: `/ui/requests/${id}`, text });
+
+// A name that filters the search by what it names.
+export function filterLink(name, value, text) {
+  if (!value) return document.createTextNode(text ?? "");
+  return el("a", { href: `/ui?${new URLSearchParams({ [name]: value })}`, text: text || value, class: "filter" });
+}
+
+// The request's answer as text to read: a string, or the text inside a common envelope
+// ({message}, {text}, {content}, {answer}); null when it is structured data.
+export function answerText(response) {
+  if (typeof response === "string") return response;
+  if (response && typeof response === "object" && !Array.isArray(response)) {
+    for (const name of ["message", "text", "content", "answer", "output"]) {
+      if (typeof response[name] === "string" && Object.keys(response).length <= 2) return response[name];
+    }
+  }
+  return null;
+}
+
+// What the user gave: input values as "name: value", else the prompt.
+export function userText(item) {
+  const inputs = item.inputs && typeof item.inputs === "object" ? Object.entries(item.inputs) : [];
+  if (inputs.length) {
+    return inputs.map(([name, value]) => `${name}: ${typeof value === "string" ? value : JSON.stringify(value)}`).join("\n");
+  }
+  return item.prompt ?? "";
+}
+
+export function usageFacts(item) {
+  const usage = item.usage ?? {};
+  const facts = [];
+  if (usage.latencyMs !== undefined) facts.push(`${Math.round(usage.latencyMs)} ms`);
+  if (usage.totalTokens !== undefined) facts.push(`${usage.totalTokens} tokens`);
+  if (item.credits !== undefined && item.credits !== null) facts.push(`${item.credits} credit${item.credits === 1 ? "" : "s"}`);
+  if (item.feedback?.count) facts.push(`feedback ${item.feedback.averageScore >= 0 ? "+" : ""}${item.feedback.averageScore} (${item.feedback.count})`);
+  return facts;
+}
+
+// A text input that suggests records as the user types (a datalist filled from a small
+// search endpoint) and keeps the chosen record's id for the query.
+export function picker(input, { search, label, value }) {
+  const list = el("datalist", { id: `${input.name}-choices` });
+  input.setAttribute("list", list.id);
+  input.after(list);
+  const ids = new Map();
+  let timer = null;
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      try {
+        const items = await search(input.value.trim());
+        list.replaceChildren(...items.map((item) => {
+          ids.set(label(item), value(item));
+          return el("option", { value: label(item) });
+        }));
+      } catch {
+        // the search itself reports what went wrong
+      }
+    }, 150);
+  });
+  return {
+    // The id for the query: a chosen suggestion's, else what was typed when it is one.
+    value() {
+      const text = input.value.trim();
+      return ids.get(text) ?? text;
+    },
+    show(text, id) {
+      ids.set(text, id);
+      input.value = text;
+    },
+  };
+}

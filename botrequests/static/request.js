@@ -1,26 +1,58 @@
-import { api, el, isId, refName, requestLink, setupForgetKey, short, status, when } from "./common.js";
+import {
+  answerText, api, el, filterLink, isId, refId, refName, requestLink, setupPage, short, status,
+  usageFacts, userText, when,
+} from "./common.js";
 
 const id = decodeURIComponent(location.pathname.split("/").pop() || "");
 const pretty = (value) => (value === undefined ? "" : JSON.stringify(value, null, 2));
+const FOLD_CHARS = 1200; // longer answers start folded
+const FOLD_LINES = 24; // JSON answers longer than this start folded
 
 function fact(list, name, value) {
   list.append(el("dt", { text: name }), el("dd", {}, value instanceof Node ? value : document.createTextNode(value ?? "")));
 }
 
 function showRequest(item) {
-  document.title = `botrequests — ${item.id}`;
-  document.getElementById("title").textContent = `Request ${item.id}`;
+  document.title = `botrequests — ${short(userText(item), 40) || item.id}`;
+  const failed = item.success === false;
+  document.getElementById("title").textContent = `${refName(item.bot) || "Request"} · ${when(item.createdAt)} UTC`;
+  document.getElementById("failed").hidden = !failed;
+  const summary = document.getElementById("summary");
+  summary.append(
+    el("span", { class: failed ? "no" : "yes", text: failed ? "✗ failed" : "✓ succeeded" }),
+    " · ", filterLink("bot", refId(item.bot), refName(item.bot)),
+    " · ", item.createdBy ? filterLink("createdBy", refId(item.createdBy), refName(item.createdBy)) : "no user",
+    ...(item.sessionKey ? [" · session ", filterLink("sessionKey", item.sessionKey)] : []),
+    ...usageFacts(item).map((f) => ` · ${f}`),
+  );
+  document.getElementById("request").hidden = false;
+
   const facts = document.getElementById("facts");
   const bot = item.bot && typeof item.bot === "object" ? `${item.bot.name} (${item.bot.slug})` : item.bot;
-  fact(facts, "Bot", bot);
-  fact(facts, "User", refName(item.createdBy));
-  fact(facts, "Organization", refName(item.organization));
-  fact(facts, "Success", item.success ? "yes" : "no");
+  fact(facts, "Bot", filterLink("bot", refId(item.bot), bot));
+  fact(facts, "User", filterLink("createdBy", refId(item.createdBy), refName(item.createdBy)));
+  fact(facts, "Organization", filterLink("organization", refId(item.organization), refName(item.organization)));
+  fact(facts, "Status", failed ? "failed" : "succeeded");
   fact(facts, "Credits", item.credits ?? "");
-  fact(facts, "Session", item.sessionKey ?? "");
+  const usage = item.usage ?? {};
+  if (Object.keys(usage).length) {
+    fact(facts, "Model", usage.model ?? "");
+    fact(facts, "Tokens", `${usage.totalTokens ?? "?"} (prompt ${usage.promptTokens ?? "?"}, completion ${usage.completionTokens ?? "?"})`);
+    fact(facts, "Latency", usage.latencyMs !== undefined ? `${usage.latencyMs} ms` : "");
+    fact(facts, "Cost", usage.cost ?? "");
+  }
+  if (item.tags?.length) {
+    const tags = el("span");
+    for (const tag of item.tags) tags.append(filterLink("tag", tag), " ");
+    fact(facts, "Tags", tags);
+  }
+  if (item.metadata && Object.keys(item.metadata).length) fact(facts, "Metadata", Object.entries(item.metadata).map(([k, v]) => `${k}=${v}`).join(", "));
+  fact(facts, "Invoice", invoiceText(item.invoice));
+  fact(facts, "Session", item.sessionKey ? filterLink("sessionKey", item.sessionKey) : "");
   fact(facts, "IP", item.ip ?? "");
   fact(facts, "Created", when(item.createdAt));
   fact(facts, "Updated", when(item.updatedAt));
+  fact(facts, "Id", item.id);
   if (item.originalRequest) fact(facts, "Follows up", requestLink(item.originalRequest, item.originalRequest));
   document.getElementById("inputs").textContent = pretty(item.inputs ?? {});
   document.getElementById("prompt").textContent = item.prompt ?? "(no prompt recorded)";
@@ -30,7 +62,13 @@ function showRequest(item) {
     images.append(el("li", { text: typeof image === "object" ? `${image.fileName} (${image.s3Key})` : image }));
   }
   if (!images.children.length) images.append(el("li", { class: "muted", text: "none" }));
-  document.getElementById("request").hidden = false;
+  document.getElementById("details").hidden = false;
+}
+
+function invoiceText(invoice) {
+  if (!invoice) return "none";
+  if (typeof invoice !== "object") return invoice;
+  return [`${invoice.credits ?? "?"} credits`, invoice.status, invoice.reference, invoice.id].filter(Boolean).join(" · ");
 }
 
 // A thread comes a page at a time (THREAD_MAX_MEMBERS per answer): follow `next`, up to
@@ -38,7 +76,7 @@ function showRequest(item) {
 const MAX_THREAD_PAGES = 20;
 
 async function loadThread(id) {
-  const base = `/bot-requests/${id}/thread?populate=bot`;
+  const base = `/bot-requests/${id}/thread?populate=bot,createdBy`;
   let page = await api(base);
   const thread = { ...page, requests: [...page.requests] };
   for (let pages = 1; page.next && pages < MAX_THREAD_PAGES; pages++) {
@@ -50,20 +88,110 @@ async function loadThread(id) {
   return thread;
 }
 
-// The thread as an indented tree, drawn as a flat list (no deep nesting in the DOM).
-// Only rows under expanded nodes are drawn, so a thread of thousands stays responsive:
-// the path from the root to this request starts expanded, every other branch collapsed.
-function showThread(thread) {
-  const requests = thread.requests;
-  const byId = new Map(requests.map((r) => [r.id, r]));
+function index(thread) {
+  const byId = new Map(thread.requests.map((r) => [r.id, r]));
   const children = new Map();
-  for (const r of requests) {
+  for (const r of thread.requests) {
     const parent = r.depth === 0 ? null : r.originalRequest;
     if (parent && byId.has(parent)) {
       if (!children.has(parent)) children.set(parent, []);
       children.get(parent).push(r);
     }
   }
+  // root → this request, along originalRequest
+  const path = [];
+  for (let node = byId.get(id); node && path.length <= thread.requests.length; node = node.depth > 0 ? byId.get(node.originalRequest) : null) {
+    path.unshift(node);
+    if (node.depth === 0) break;
+  }
+  return { byId, children, path };
+}
+
+// --- the conversation: the path to this request read as turns ---------------------------
+
+function folded(text, className) {
+  const body = el("div", { class: className, text });
+  if (text.length <= FOLD_CHARS) return body;
+  body.textContent = `${text.slice(0, FOLD_CHARS)}…`;
+  const toggle = el("button", { type: "button", class: "link fold", text: `Show all (${text.length} characters)` });
+  let open = false;
+  toggle.addEventListener("click", () => {
+    open = !open;
+    body.textContent = open ? text : `${text.slice(0, FOLD_CHARS)}…`;
+    toggle.textContent = open ? "Show less" : `Show all (${text.length} characters)`;
+  });
+  return el("div", {}, body, toggle);
+}
+
+function answerBlock(response) {
+  const text = answerText(response);
+  if (text !== null) return folded(text, "text");
+  const empty = response === null || response === undefined || (typeof response === "object" && Object.keys(response).length === 0);
+  if (empty) return el("div", { class: "muted", text: "(no answer recorded)" });
+  const json = pretty(response);
+  const lines = json.split("\n").length;
+  const details = el("details", { class: "json" }, el("summary", { text: `JSON answer (${lines} line${lines === 1 ? "" : "s"})` }), el("pre", { text: json }));
+  if (lines <= FOLD_LINES) details.open = true;
+  return details;
+}
+
+function branchSwitch(node, siblings) {
+  const at = siblings.findIndex((s) => s.id === node.id);
+  const nav = el("span", { class: "branches" });
+  const step = (to, label) => (to ? el("a", { href: `/ui/requests/${to.id}`, text: label, title: short(userText(to), 60) }) : el("span", { class: "muted", text: label }));
+  nav.append(step(siblings[at - 1], "‹"), ` branch ${at + 1} of ${siblings.length} `, step(siblings[at + 1], "›"));
+  return nav;
+}
+
+function showConversation(thread, { children, path }) {
+  const turns = document.getElementById("turns");
+  for (const node of path) {
+    const parentKids = node.depth > 0 ? children.get(node.originalRequest) ?? [] : [];
+    const failed = node.success === false;
+    const user = el(
+      "li",
+      { class: "turn user", "data-id": node.id },
+      el("div", { class: "who" }, el("strong", { text: refName(node.createdBy) || "User" }), ` · ${when(node.createdAt)} UTC `, parentKids.length > 1 ? branchSwitch(node, parentKids) : null),
+      folded(userText(node) || "(no input recorded)", "text"),
+    );
+    if (node.prompt && userText(node) !== node.prompt) {
+      user.append(el("details", { class: "prompt" }, el("summary", { text: "Prompt sent to the model" }), el("pre", { text: node.prompt })));
+    }
+    const bot = el(
+      "li",
+      { class: `turn bot${failed ? " failed" : ""}${node.id === id ? " current" : ""}`, "data-id": node.id },
+      el("div", { class: "who" },
+        el("strong", { text: refName(node.bot) || "Bot" }),
+        el("span", { class: failed ? "no" : "yes", text: failed ? " ✗ failed" : " ✓" }),
+        ` · ${usageFacts(node).join(" · ")} · `,
+        node.id === id ? el("span", { class: "muted", text: "this request" }) : requestLink(node.id, "open")),
+      answerBlock(node.response),
+    );
+    turns.append(user, bot);
+  }
+  document.getElementById("conversation-note").textContent = path.length > 1 ? `(${path.length} turns from the start of the thread)` : "";
+  const kids = children.get(id) ?? [];
+  const followups = document.getElementById("followups");
+  if (kids.length) {
+    followups.append(el("span", { class: "muted", text: `Continues in ${kids.length} follow-up${kids.length === 1 ? "" : "s"}: ` }));
+    for (const kid of kids.slice(0, 20)) followups.append(requestLink(kid.id, short(userText(kid), 40) || when(kid.createdAt)), " ");
+    followups.hidden = false;
+  }
+  document.getElementById("conversation").hidden = false;
+}
+
+// --- the tree ---------------------------------------------------------------------------
+
+// A row is labelled by what tells it apart from its siblings: the user's input (not the
+// template every row shares), then the start of the answer.
+function rowLabel(node) {
+  const input = short(userText(node), 60);
+  const answer = short(answerText(node.response) ?? node.response, 60);
+  return input ? `${input} → ${answer}` : answer;
+}
+
+function showThread(thread, { byId, children }) {
+  const requests = thread.requests;
   const expanded = new Set();
   for (let node = byId.get(id); node; node = node.depth > 0 ? byId.get(node.originalRequest) : null) {
     expanded.add(node.id);
@@ -71,14 +199,18 @@ function showThread(thread) {
   }
 
   const totals = document.getElementById("totals");
+  const sums = thread.totals ?? {};
   const failures = requests.filter((r) => r.success === false).length;
   const credits = requests.reduce((sum, r) => sum + (r.credits ?? 0), 0);
   const times = requests.map((r) => r.createdAt).filter(Boolean).sort();
   fact(totals, "Requests", String(requests.length));
   fact(totals, "Failures", String(failures));
   fact(totals, "Credits", String(credits));
-  fact(totals, "First", when(times[0]));
-  fact(totals, "Last", when(times[times.length - 1]));
+  if (sums.totalTokens) fact(totals, "Tokens", String(sums.totalTokens));
+  if (sums.cost) fact(totals, "Cost", String(sums.cost));
+  if (sums.feedback?.count) fact(totals, "Feedback", `${sums.feedback.averageScore} average of ${sums.feedback.count}`);
+  fact(totals, "First (UTC)", when(times[0]));
+  fact(totals, "Last (UTC)", when(times[times.length - 1]));
 
   const notes = [];
   if (thread.more) notes.push(`Truncated: only the first ${thread.requests.length} requests of this thread are shown.`);
@@ -90,6 +222,7 @@ function showThread(thread) {
 
   const tree = document.getElementById("tree");
   const root = byId.get(thread.root);
+  // Only rows under expanded nodes are drawn, so a thread of thousands stays responsive.
   function draw() {
     const rows = [];
     const stack = root ? [root] : [];
@@ -105,8 +238,9 @@ function showThread(thread) {
   }
   function line(node) {
     const kids = children.get(node.id) ?? [];
-    const item = el("li", { "data-id": node.id, "data-depth": String(node.depth) });
-    item.style.paddingLeft = `${Math.min(node.depth, 40) * 1.2 + 0.5}em`;
+    const failed = node.success === false;
+    const item = el("li", { "data-id": node.id, "data-depth": String(node.depth), class: failed ? "failed" : "" });
+    item.style.paddingLeft = `${Math.min(node.depth, 40) * 1.1 + 0.4}em`;
     if (node.id === id) { item.classList.add("current"); item.setAttribute("aria-current", "true"); }
     if (kids.length) {
       const open = expanded.has(node.id);
@@ -116,12 +250,10 @@ function showThread(thread) {
     } else {
       item.append(el("span", { class: "spacer" }));
     }
-    const mark = node.success === false ? "✗" : "✓";
     item.append(
-      el("span", { class: "depth", text: `#${node.depth}` }),
-      requestLink(node.id, when(node.createdAt) || node.id),
-      el("span", { class: node.success === false ? "no" : "yes", text: mark }),
-      el("span", { class: "text", text: short(node.prompt ?? node.response, 100) }),
+      el("span", { class: failed ? "no" : "yes", text: failed ? "✗" : "✓" }),
+      requestLink(node.id, rowLabel(node) || node.id),
+      el("span", { class: "meta", text: [when(node.createdAt).slice(5, 16), ...usageFacts(node)].join(" · ") }),
     );
     return item;
   }
@@ -130,7 +262,7 @@ function showThread(thread) {
 }
 
 async function main() {
-  setupForgetKey();
+  setupPage();
   if (!isId(id)) {
     status(`"${id}" is not a request id (24 hexadecimal digits).`, true);
     return;
@@ -142,7 +274,10 @@ async function main() {
     return;
   }
   try {
-    showThread(await loadThread(id));
+    const thread = await loadThread(id);
+    const indexed = index(thread);
+    showConversation(thread, indexed);
+    showThread(thread, indexed);
   } catch (error) {
     status(`Could not load the thread: ${error.message}`, true);
   }
