@@ -190,3 +190,16 @@ async def test_openapi_examples_are_valid_and_succeed_on_the_fixture_database(cl
         example = openapi[model.__name__]["examples"][0]
         call = client.post if path.endswith("feedback") else client.patch
         assert (await call(path, json=example)).status_code in (200, 201)
+
+
+async def test_import_reports_progress_per_file(client):
+    """What `botrequests import` shows on a terminal, one step at a time."""
+    from botrequests import importer
+    from tests.servers import FIXTURES
+
+    steps: list[str] = []
+    files = sorted(FIXTURES.glob("*.json"))
+    await importer.load(files, progress=steps.append)
+    assert steps[0] == f"checking {files[0]} (1 of {len(files)})"
+    assert sum(step.startswith("loading ") for step in steps) == len(files)
+    assert steps[-1] == "checking references"
