@@ -58,6 +58,9 @@ def test_serve_with_access_control_prints_a_working_development_key():
     """The README's first command, as it is: access control on, a development key printed."""
     with served(auth=True) as site:
         assert (site.key or "").startswith("br_")
+        said = "".join(site.output)
+        assert f"API docs {site.base}/docs, viewer {site.base}/ui; access control on" in said
+        assert "for organization 'Development'" in said
         assert httpx.get(f"{site.base}/bot-requests").status_code == 401
         headers = {"Authorization": f"Bearer {site.key}"}
         response = httpx.get(f"{site.base}/bot-requests", headers=headers)
