@@ -101,3 +101,23 @@ def test_seed_example_help_is_help_not_an_address():
     assert done.returncode == 0
     assert "usage: seed_example.py" in done.stdout
     assert "--key" in done.stdout
+
+
+def test_flow_scripts_need_only_the_runtime_dependencies():
+    """The quick start installs `pip install -e .` (no test extras), then runs
+    scripts/seed_example.py in that environment: what it imports must be installed."""
+    import ast
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {re.split(r"[<>=\[; ]", dep)[0].lower() for dep in project["dependencies"]}
+    tree = ast.parse((ROOT / "scripts" / "seed_example.py").read_text())
+    imported = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    third_party = imported - set(sys.stdlib_module_names) - {"botrequests"}
+    assert third_party
+    assert third_party <= runtime, third_party - runtime
