@@ -169,7 +169,7 @@ async def list_bots(
         parts.append(
             {"$or": [{"slug": {"$gt": slug}}, {"slug": slug, "_id": {"$gt": ObjectId(last_id)}}]}
         )
-    query: dict[str, Any] = {"$and": parts} if len(parts) > 1 else (parts[0] if parts else {})
+    query: dict[str, Any] = {"$and": parts} if parts else {}
     found = Bot.find(scoped(Bot, query), batch_size=limit + 1).sort([("slug", 1), ("_id", 1)])
     bots = await found.limit(limit + 1).to_list()
     return bots[:limit], len(bots) > limit

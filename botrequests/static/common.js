@@ -78,8 +78,25 @@ export async function download(path) {
   return name;
 }
 
+// The form asking for a key, the same on every page: made when first needed, at the top.
+function keyForm() {
+  let form = document.getElementById("key-form");
+  if (form) return form;
+  form = el(
+    "form",
+    { id: "key-form", class: "panel" },
+    el("p", { class: "key-message" }),
+    el("label", {}, "API key ", el("input", { type: "password", name: "key", autocomplete: "off", required: "" })),
+    el("label", { class: "inline" }, el("input", { type: "checkbox", name: "remember" }), " Remember on this device"),
+    el("button", { type: "submit", text: "Use key" }),
+    el("p", { class: "muted", text: 'Without "remember", the key is kept in this tab only and forgotten when it closes.' }),
+  );
+  document.querySelector("main").prepend(form);
+  return form;
+}
+
 function askForKey(message, wrong) {
-  const form = document.getElementById("key-form");
+  const form = keyForm();
   form.hidden = false;
   const note = form.querySelector(".key-message");
   note.textContent = message;

@@ -190,13 +190,9 @@ function rowLabel(node) {
   return input ? `${input} → ${answer}` : answer;
 }
 
-function showThread(thread, { byId, children }) {
+function showThread(thread, { byId, children, path }) {
   const requests = thread.requests;
-  const expanded = new Set();
-  for (let node = byId.get(id); node; node = node.depth > 0 ? byId.get(node.originalRequest) : null) {
-    expanded.add(node.id);
-    if (node.depth === 0) break;
-  }
+  const expanded = new Set(path.map((node) => node.id)); // the path starts open
 
   const totals = document.getElementById("totals");
   const sums = thread.totals ?? {};
