@@ -11,6 +11,10 @@ service relies on. Each falls back to mongomock's own code for forms it does not
   as a tenant-scoped lookup is): the documents taken from mongomock's store by key, as
   MongoDB's `_id` index would, instead of a scan of the collection (every GET by id and
   every population lookup is one);
+- `find_by_keys`: such a find without mongomock's cursor, for the embedded backend's
+  inline reads: the documents the key finds, filtered, projected (whole, or top-level
+  fields included) and copied with dates made UTC-aware in one pass (mongomock copies
+  each document twice);
 - the copy of every document a find returns: immutable values (strings, numbers,
   ObjectIds, dates) are shared, not passed one by one through `copy.copy` (a page of 100
   spent a sixth of its time there).
@@ -18,7 +22,8 @@ service relies on. Each falls back to mongomock's own code for forms it does not
 
 import copy
 import itertools
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import Decimal128, Int64, ObjectId
@@ -26,7 +31,7 @@ from mongomock import aggregate as mongomock_aggregate
 from mongomock import collection as mongomock_collection
 from mongomock.collection import Collection
 from mongomock.filtering import filter_applies
-from mongomock.helpers import get_value_by_dot
+from mongomock.helpers import get_value_by_dot, patch_datetime_awareness_in_document
 from pymongo.errors import DuplicateKeyError
 
 
@@ -225,3 +230,70 @@ def _copy_field(value: Any, container: Any) -> Any:
 
 
 mongomock_collection._copy_field = _copy_field
+
+
+def _aware_copy(value: Any) -> Any:
+    """`_copy_field` and mongomock's `make_datetime_timezone_aware_in_document` in one
+    pass: what a cursor of a tz-aware client returns."""
+    kind = type(value)
+    if kind is datetime:
+        return value.replace(tzinfo=UTC)
+    if kind in _IMMUTABLE:
+        return value
+    if isinstance(value, dict):
+        return {key: _aware_copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_aware_copy(item) for item in value]
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC)
+    return copy.copy(value)
+
+
+@dataclass(frozen=True)
+class KeyedFind:
+    """A find by `_id`, parsed: `documents()` reads it (the caller holds the lock)."""
+
+    collection: Collection
+    query: dict
+    ids: list
+    fields: frozenset[str] | None  # the top-level fields included besides `_id`; None: all
+
+    def documents(self) -> list[dict]:
+        copy_one = _aware_copy if self.collection.codec_options.tz_aware else _copy_field_plain
+        fields = self.fields
+        if fields is None:
+            return [copy_one(stored) for stored in self.collection._iter_documents(self.query)]
+        # `_id` last, as mongomock's projection puts it (MongoDB: first; nothing served
+        # depends on where it is).
+        return [
+            {
+                **{key: copy_one(value) for key, value in stored.items() if key in fields},
+                "_id": stored["_id"],
+            }
+            for stored in self.collection._iter_documents(self.query)
+        ]
+
+
+def _copy_field_plain(value: Any) -> Any:
+    return _copy_field(value, dict)
+
+
+def find_by_keys(collection: Collection, query: Any, projection: Any) -> KeyedFind | None:
+    """`collection.find(query, projection)` as a `KeyedFind` when the filter names its
+    `_id`s and the projection is none or includes top-level fields (`_id` with them);
+    else None (the caller uses a cursor). Reads nothing: safe without the lock."""
+    ids = _ids_named(query)
+    if ids is None:
+        return None
+    fields: frozenset[str] | None = None
+    if projection:
+        if not isinstance(projection, dict) or projection.get("_id", 1) in (0, False):
+            return None
+        if not all(
+            value in (1, True) and "." not in key and not key.startswith("$")
+            for key, value in projection.items()
+        ):
+            return None
+        fields = frozenset(projection) - {"_id"}
+    # As mongomock's cursor does with a filter: dates in it compared as stored.
+    return KeyedFind(collection, patch_datetime_awareness_in_document(query), ids, fields)

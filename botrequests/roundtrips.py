@@ -53,12 +53,17 @@ def count_round_trips() -> Iterator[_RoundTrips]:
     """Count database round trips made inside the block, on either backend.
 
     On a real server a command listener counts what is sent; on the embedded backend the
-    outermost call into a mongomock collection counts as one (mongomock calls itself, e.g.
-    `find_one` goes through `find`, so nested calls are not counted twice).
+    outermost call into a mongomock collection, or an inline read by key, counts as one
+    (mongomock calls itself, e.g. `find_one` goes through `find`, so nested calls are not
+    counted twice).
     """
     from mongomock.collection import Collection
 
+    from botrequests.mongomock_fixes import KeyedFind
+
     originals = {name: getattr(Collection, name) for name in _MOCK_OPERATIONS}
+    # An inline read by key (embedded.find_together) is the find a server would be sent.
+    keyed_read = KeyedFind.documents
     depth = 0
 
     def wrap(original: Any) -> Any:
@@ -80,9 +85,11 @@ def count_round_trips() -> Iterator[_RoundTrips]:
     listener.counting = True
     for name, original in originals.items():
         setattr(Collection, name, wrap(original))
+    KeyedFind.documents = wrap(keyed_read)  # type: ignore[method-assign]
     try:
         yield listener
     finally:
         listener.counting = False
         for name, original in originals.items():
             setattr(Collection, name, original)
+        KeyedFind.documents = keyed_read  # type: ignore[method-assign]

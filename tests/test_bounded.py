@@ -339,3 +339,102 @@ def test_embedded_find_by_id_uses_the_key_and_answers_as_a_scan_would():
         assert fast == slow, query
     assert mongomock_fixes._ids_named({"_id": {"$gt": ids[40]}}) is None  # a scan
     assert mongomock_fixes._ids_named({"$and": [{"n": 1}, {"_id": ids[0]}]}) == [ids[0]]
+
+
+def test_embedded_find_by_keys_answers_as_the_cursor_does():
+    """mongomock_fixes.find_by_keys (the embedded backend's inline read by key) gives what
+    mongomock's cursor gives: the same documents, keys in the same order, dates made
+    UTC-aware on a tz-aware client, projections of top-level fields; copies, not the
+    stored documents. Other projections are left to the cursor."""
+    import mongomock
+
+    from botrequests import mongomock_fixes
+
+    ids = [ObjectId() for _ in range(6)]
+    org = ObjectId()
+    stored = [
+        {
+            "_id": oid,
+            "organization": org if i % 2 else None,
+            "name": f"n{i}",
+            "inputs": [{"_id": ObjectId(), "options": ["a", {"b": [1, 2]}]}],
+            "nested": {"when": datetime(2024, 1, 2, 3, 4, 5, 6000), "empty": {}},
+            "createdAt": datetime(2023, 6, 28, 5, 38, 0, 418000),
+        }
+        for i, oid in enumerate(ids)
+    ]
+    for tz_aware in (True, False):
+        collection = mongomock.MongoClient(tz_aware=tz_aware).db.things
+        collection.insert_many([dict(doc) for doc in stored])
+        for query in (
+            {"_id": ids[1]},
+            {"_id": {"$in": [ids[0], ids[3], ObjectId(), ids[0]]}},
+            {"$and": [{"_id": {"$in": ids}}, {"organization": {"$in": [org, None]}}]},
+            {"$and": [{"_id": {"$in": ids}}, {"organization": org}]},
+            {"_id": ObjectId()},
+        ):
+            for projection in (None, {"name": 1, "_id": 1}, {"inputs": 1, "createdAt": True}):
+                keyed = mongomock_fixes.find_by_keys(collection, query, projection)
+                assert keyed is not None
+                fast = keyed.documents()
+                slow = list(collection.find(query, projection))
+                assert [list(doc.items()) for doc in fast] == [list(doc.items()) for doc in slow], (
+                    query,
+                    projection,
+                )
+                if fast and tz_aware and "createdAt" in fast[0]:
+                    assert fast[0]["createdAt"].tzinfo is not None
+        found = mongomock_fixes.find_by_keys(collection, {"_id": ids[1]}, None).documents()
+        found[0]["inputs"][0]["options"].append("changed")
+        found[0]["nested"]["when"] = None
+        again = collection.find_one({"_id": ids[1]})
+        assert again["inputs"][0]["options"] == ["a", {"b": [1, 2]}]
+        assert again["nested"]["when"] is not None
+    for query, projection in (
+        ({"name": "n1"}, None),  # no key: a scan, the cursor's
+        ({"_id": ids[1]}, {"name": 0}),  # an exclusion
+        ({"_id": ids[1]}, {"inputs.options": 1}),  # a dotted path
+        ({"_id": ids[1]}, {"name": 1, "_id": 0}),
+    ):
+        assert mongomock_fixes.find_by_keys(collection, query, projection) is None
+
+
+async def test_embedded_reads_by_key_run_inline_only_while_the_worker_is_free(
+    client, app, monkeypatch
+):
+    """A GET by id reads by key on the loop, with no hop to the embedded database's worker;
+    while the worker holds the data (a write under way), the read waits its turn there
+    instead of reading beside it."""
+    if not app.state.settings.embedded:
+        pytest.skip("about the embedded backend's worker")
+    from botrequests import embedded
+
+    world = await seed_world(client)
+    made = await client.post("/bot-requests", json=request_body(world))
+    assert made.status_code == 201
+    path = f"/bot-requests/{made.json()['id']}"
+    hops = []
+    original = embedded.run
+
+    async def counted(function, *args, **kwargs):
+        hops.append(function)
+        return await original(function, *args, **kwargs)
+
+    monkeypatch.setattr(embedded, "run", counted)
+    served = await client.get(path)
+    assert served.status_code == 200
+    assert served.json()["bot"]["name"] == world["bot"]["name"]  # populated
+    assert hops == []
+
+    embedded._LOCK.acquire()  # as the worker does while it writes
+    try:
+        pending = asyncio.create_task(client.get(path))
+        await asyncio.sleep(0.2)
+        assert not pending.done(), "read beside a write that holds the data"
+    finally:
+        embedded._LOCK.release()
+    answer = await pending
+    assert answer.status_code == 200
+    assert answer.json() == served.json()
+    # The load queued in the worker; its population, with the worker free again, inline.
+    assert len(hops) == 1
