@@ -69,17 +69,19 @@ class Guard:
                 await self.app(scope, replay, send_logged)
         finally:
             # Never the query string, a header or the body: they may hold keys or user data.
-            log.info(
-                json.dumps(
-                    {
-                        "method": scope.get("method"),
-                        "path": scope.get("path"),
-                        "status": status["code"],
-                        "ms": round((time.perf_counter() - started) * 1000, 2),
-                        "requestId": request_id,
-                    }
+            # (Not even built when the access log is off: it costs a tenth of a bare GET.)
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    json.dumps(
+                        {
+                            "method": scope.get("method"),
+                            "path": scope.get("path"),
+                            "status": status["code"],
+                            "ms": round((time.perf_counter() - started) * 1000, 2),
+                            "requestId": request_id,
+                        }
+                    )
                 )
-            )
 
     async def _checked_body(self, scope: dict, receive: Any, headers: dict, send: Any) -> Any:
         """Read the body within the size limit and check its nesting; answer 413 / 422
