@@ -56,7 +56,7 @@ class StoredOrder(BaseModel):
         # Only what was read: a stored document always has its `_id` (keyword arguments
         # of a document the service builds say `id`, and their None is never stored).
         if isinstance(data, dict) and "_id" in data and isinstance(model, StoredOrder):
-            model._stored_keys = tuple(data)
+            model.__pydantic_private__["_stored_keys"] = tuple(data)  # type: ignore[index]
         return model
 
 
