@@ -6,9 +6,12 @@
 `botrequests serve` (embedded backend, one uvicorn worker, logs at warning) against a bare
 FastAPI endpoint (`scripts/bare_app.py`, one uvicorn worker) serving the very bytes the
 service answered, from memory. Cases: a populated `GET /bot-requests/{id}` and a populated
-page of 100, each with access control off and on (a key lookup per call). Each round runs
-every case on both sides, alternating; the table gives the median over rounds of p50, p99
-and requests/s, and the ratios service / bare.
+page of 100, each with access control off and on (a key lookup per call); and the
+service's stack alone (`scripts/floor_app.py`: its middleware, routing and dependencies
+answering the GET's bytes with no database, population or serializer), which splits the
+gap between the framework and the service's own work. Each round runs every case against
+the bare endpoint, alternating; the table gives the median over rounds of p50, p99 and
+requests/s, and the ratios case / bare.
 
 The load generator is `wrk` (Debian: `apt-get install wrk`): one thread, 8 connections. If
 it is missing, a fallback of separate Python processes drives the load and the table says
@@ -27,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,25 +102,40 @@ def processes(url: str, headers: dict[str, str], seconds: float) -> Run:
 
 
 @contextmanager
-def bare(payload: bytes) -> Iterator[str]:
+def fixed(payload: bytes, app: str, path: str) -> Iterator[str]:
+    """A uvicorn process (one worker, logs at warning) of `app`, which serves `payload`
+    at `path`; its URL."""
     with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as file:
         file.write(payload)
     port = free_port()
-    env = {**os.environ, "BENCH_PAYLOAD": file.name}
-    args = ["-m", "uvicorn", "scripts.bare_app:app", "--port", str(port), "--log-level", "warning"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "BOTREQUESTS_"))}
+    env |= {"BENCH_PAYLOAD": file.name, "BOTREQUESTS_AUTH": "off"}
+    args = ["-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"]
     process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}{path}"
     try:
         for _ in range(200):
             try:
-                httpx.get(f"http://127.0.0.1:{port}/same", timeout=1)
-                break
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
             except httpx.TransportError:
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/same"
+                pass
+            time.sleep(0.05)
+        yield url
     finally:
         process.terminate()
         process.wait()
         os.unlink(file.name)
+
+
+def bare(payload: bytes) -> Any:
+    """A bare FastAPI endpoint serving `payload` (scripts/bare_app.py)."""
+    return fixed(payload, "scripts.bare_app:app", "/same")
+
+
+def stack(payload: bytes, path: str) -> Any:
+    """The service's own stack serving `payload` with no work (scripts/floor_app.py)."""
+    return fixed(payload, "scripts.floor_app:app", f"{path}/same")
 
 
 def seed(base: str, headers: dict[str, str], org_id: str | None) -> dict[str, str]:
@@ -173,14 +191,21 @@ def measure(rounds: int, seconds: float, load) -> list[tuple[str, Run, Run]]:
                 payload = httpx.get(url, headers=headers).content
                 json.loads(payload)  # the service answered JSON, not an error
                 name = f"{case}, access control {'on' if auth else 'off'}"
-                with bare(payload) as ceiling:
-                    load(url, headers, 1)  # warm up both
+                # The stack alone is measured once, beside the GET with access control off.
+                alone = stack(payload, path) if not auth and "{id}" in case else nullcontext()
+                with bare(payload) as ceiling, alone as floor:
+                    sides = [(name, url, headers)]
+                    if floor is not None:
+                        sides.append((f"{case}: the service's stack alone, no work", floor, {}))
+                    for _, side, side_headers in sides:  # warm up every side
+                        load(side, side_headers, 1)
                     load(ceiling, {}, 1)
                     for _ in range(rounds):
-                        ours = load(url, headers, seconds)
-                        theirs = load(ceiling, {}, seconds)
-                        results.setdefault(name, []).append((ours, theirs))
-                        print(f"  {name}: {ours} vs {theirs}", file=sys.stderr, flush=True)
+                        for label, side, side_headers in sides:
+                            ours = load(side, side_headers, seconds)
+                            theirs = load(ceiling, {}, seconds)
+                            results.setdefault(label, []).append((ours, theirs))
+                            print(f"  {label}: {ours} vs {theirs}", file=sys.stderr, flush=True)
     out = []
     for name, pairs in results.items():
 
@@ -217,7 +242,7 @@ def main() -> None:
         f"\nlatency — {method}, {args.seconds:g} s per run, median of {args.rounds} "
         f"alternating rounds; one uvicorn worker each, embedded backend, {os.cpu_count()} cores\n"
     )
-    print("| case | service p50 / p99 / req/s | bare p50 / p99 / req/s | p50 ratio | req/s ratio |")
+    print("| case | p50 / p99 / req/s | bare p50 / p99 / req/s | p50 ratio | req/s ratio |")
     print("|---|---|---|---|---|")
     for name, ours, theirs in rows:
         print(

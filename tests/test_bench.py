@@ -45,3 +45,7 @@ def test_latency_script_prints_both_sides_and_ratios():
                 x for x in table.splitlines() if x.startswith(f"| {case}, access control {auth}")
             )
             assert line.count("×") == 2, line
+    # The service's stack alone (no database, no serializer), measured against the same bare
+    # endpoint: how much of the gap is the framework's.
+    alone = next(x for x in table.splitlines() if "the service's stack alone" in x)
+    assert alone.count("×") == 2, alone
