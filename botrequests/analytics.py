@@ -4,6 +4,7 @@ or CSV export (memory bounded by bytes)."""
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -293,11 +294,28 @@ def _ref(value: Any) -> tuple[Any, Any]:
     return value, None
 
 
+# A spreadsheet runs a cell as a formula when it starts with one of these, also after
+# characters it skips or does not show (OWASP's CSV injection guidance, ASVS 1.2.10).
+_FORMULA_STARTS = frozenset("=+-@\t\r\n")
+
+
+def _unseen(char: str) -> bool:
+    """Whitespace, control and format characters (NUL, LF, zero-width space, BOM, ...)."""
+    return char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+
+
 def _cell(value: Any) -> Any:
-    # A spreadsheet runs a cell that starts with = + - @ (or tab / CR) as a formula:
-    # text from requests must not become one (CSV injection), so it gets a leading '.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    """Text from requests never becomes a formula (CSV injection): a cell whose first
+    shown character starts one gets a leading `'`. Booleans are spelled as in JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, str) or not value:
+        return value
+    if value[0] in _FORMULA_STARTS:
         return "'" + value
+    for char in value:  # linear: stops at the first shown character
+        if not _unseen(char):
+            return "'" + value if char in _FORMULA_STARTS else value
     return value
 
 

@@ -78,6 +78,11 @@ class Principal:
     scope: str = "full"
     key: str | None = None  # the key's prefix, for records of who did what
 
+    @property
+    def may_read(self) -> bool:
+        """Whether answers may carry records: not for a write-only (`ingest`) key."""
+        return self.scope != "ingest"
+
 
 _bearer = HTTPBearer(
     auto_error=False,

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo.errors import BulkWriteError
 
-from botrequests import db
+from botrequests import db, erasure
 from botrequests.documents import BotRequest
 from botrequests.ingest import (
     Item,
@@ -55,9 +55,11 @@ async def create_batch(bodies: list[Any], client_ip: str | None) -> dict[str, An
         for index, item in enumerate(items)
         if item.doc is not None and not item.errors and key_of(item.doc) not in existing
     ]
+    checked_at = erasure.clock()
     await check([item for _, item in fresh], [[index] for index, _ in fresh])
     to_insert = [(index, item) for index, item in fresh if not item.errors]
     raced = await _insert_many(to_insert)
+    await _undo_erased(to_insert, checked_at)
     if raced:
         existing |= await stored_with_keys(raced)
     written = [item.doc for _, item in to_insert if not item.errors and item.doc]
@@ -97,6 +99,20 @@ async def _insert_many(items: list[tuple[int, Item]]) -> list[BotRequest]:
                 item.errors.append(item_error([index], error.get("errmsg", "write failed")))
         return raced
     return []
+
+
+async def _undo_erased(items: list[tuple[int, Item]], checked_at: float) -> None:
+    """Items naming a user erased while the batch was written (erasure.py, step 4): what
+    they wrote is deleted and each answers why."""
+    written = [(index, item) for index, item in items if item.doc and not item.errors]
+    gone = await erasure.landed_late(checked_at, [item.doc.createdBy for _, item in written])
+    if not gone:
+        return
+    undone = [(index, item) for index, item in written if item.doc.createdBy in gone]
+    await db.delete_many(BotRequest, {"_id": {"$in": [item.doc.id for _, item in undone]}})
+    for index, item in undone:
+        reason = erasure.ERASED.format(user=item.doc.createdBy)
+        item.errors.append(item_error([index, "createdBy"], reason))
 
 
 def _batch_answer(items: list[Item], existing: dict[tuple, "Stored"]) -> dict[str, Any]:

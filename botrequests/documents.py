@@ -297,6 +297,20 @@ class Feedback(StoredDocument):
         ]
 
 
+class Deletion(StoredDocument):
+    """Requests being deleted (a batch of retention or erasure), written before the first
+    of the steps that delete them and removed after the last: a crash in between leaves
+    this record, and the next sweep or erasure finishes its steps. botrequests' own
+    collection."""
+
+    organization: PydanticObjectId
+    ids: list[PydanticObjectId]
+    createdAt: datetime | None = None
+
+    class Settings(StoredDocument.Settings):
+        name = "deletions"
+
+
 class Lease(StoredDocument):
     """A lease that lets one worker at a time run a job (the retention sweep): held by
     `owner` until `until`; its `_id` is the job's name (a string: read and written raw by
@@ -311,7 +325,14 @@ class Lease(StoredDocument):
 
 # The Mongoose entities (and the importer's collections), then the service's own.
 ENTITY_MODELS: list[type[Document]] = [Organization, User, Bot, File, Invoice, BotRequest]
-DOCUMENT_MODELS: list[type[Document]] = [*ENTITY_MODELS, ApiKey, Erasure, Feedback, Lease]
+DOCUMENT_MODELS: list[type[Document]] = [
+    *ENTITY_MODELS,
+    ApiKey,
+    Erasure,
+    Feedback,
+    Deletion,
+    Lease,
+]
 
 
 # An ObjectId as stored is checked in pydantic's core (an isinstance); anything else goes

@@ -5,15 +5,19 @@ from typing import Any
 
 from beanie import PydanticObjectId
 
-from botrequests import db
+from botrequests import db, erasure
 from botrequests.auth import scoped
 from botrequests.documents import BotRequest, Feedback, User
-from botrequests.errors import InvalidInput, not_found
+from botrequests.errors import Conflict, InvalidInput, not_found
 from botrequests.schemas import FeedbackCreate
 from botrequests.timeutil import now
 
 
 async def add(request: BotRequest, body: FeedbackCreate) -> Feedback:
+    """Record feedback; then check that its request is still there (a retention sweep or
+    an erasure may have deleted it meanwhile): if not, the feedback is deleted too and
+    the answer is 404, so no feedback outlives its request (retention.py)."""
+    checked_at = erasure.clock()
     if body.by is not None:
         (users,) = await db.find_each([(User, scoped(User, {"_id": body.by}), {"organization": 1})])
         if not users or users[0].get("organization") != request.organization:
@@ -26,7 +30,14 @@ async def add(request: BotRequest, body: FeedbackCreate) -> Feedback:
         **body.model_dump(exclude_none=True),
         createdAt=now(),
     )
-    return await record.insert()
+    await record.insert()
+    (still,) = await db.find_each([(BotRequest, {"_id": request.id}, {"_id": 1})])
+    if not still or await erasure.landed_late(checked_at, [body.by]):
+        await db.delete_many(Feedback, {"_id": record.id})
+        if not still:
+            raise not_found("bot request", request.id)
+        raise Conflict(erasure.ERASED.format(user=body.by))
+    return record
 
 
 async def of(request: BotRequest) -> list[Feedback]:

@@ -118,6 +118,23 @@ def parse_file(path: Path, collection: str | None, max_depth: int) -> Loaded | l
 MAX_REFUSALS_SHOWN = 50
 
 
+def _repeated_ids(files: list[Loaded]) -> list[tuple[str, str]]:
+    """An `_id` in two files of one collection (each file alone was checked): the second
+    file is refused, naming where the first has it."""
+    first: dict[tuple[str, type, Any], str] = {}
+    refused: list[tuple[str, str]] = []  # (file, reason)
+    for loaded in files:
+        for line, doc in loaded.docs:
+            if "_id" not in doc:
+                continue
+            key = (loaded.collection, type(doc["_id"]), doc["_id"])
+            if key in first and not first[key].startswith(f"{loaded.path}:"):
+                reason = f"{loaded.path}:{line}: _id: the same _id as {first[key]}"
+                refused.append((loaded.path, reason))
+            first.setdefault(key, f"{loaded.path}:{line}")
+    return refused
+
+
 async def load(
     paths: list[Path],
     collection: str | None = None,
@@ -143,6 +160,11 @@ async def load(
             files.append(parsed)
         else:
             refused += parsed
+    repeated = _repeated_ids(files)
+    if repeated:
+        refused += [line for _, line in repeated]
+        twice = {path for path, _ in repeated}
+        files = [loaded for loaded in files if loaded.path not in twice]
     if refused and not partial:
         shown = refused[:MAX_REFUSALS_SHOWN]
         more = len(refused) - len(shown)

@@ -6,13 +6,17 @@ when a second was bad. Each refusal names file, line and field: nesting deeper t
 MAX_JSON_DEPTH (counted on the text, linearly, before Python's recursive parser sees it),
 integers past 64 bits (plain or `$numberLong`), NaN and Infinity, bad `$numberDecimal`,
 `$date` out of range, keys with NUL, '.' or a leading '$' (an operator, not a field),
-lone surrogates, and documents over MongoDB's 16 MiB.
+lone surrogates, and documents over MongoDB's 16 MiB; and what would break the service
+once stored: an `_id` twice in a file (half a file written, then a BulkWriteError),
+`createdAt` / `updatedAt` that are not dates (a BSON Timestamp made every list of its
+organization fail), an organization's `retentionDays` outside 1..36 500 days.
 """
 
 import json
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +67,46 @@ def read(path: Path, collection: str, max_depth: int) -> ReadFile:
     else:
         lines = enumerate(text.splitlines(), start=1)
         items, parse = [(n, line) for n, line in lines if line.strip()], parse_line
+    first_line: dict[tuple[type, Any], int] = {}
     for number, item in items:
         try:
-            result.docs.append((number, parse(item, max_depth)))
+            doc = parse(item, max_depth)
+            stored_rules(collection, doc)
+            if "_id" in doc:
+                # (type, value): True, 1 and 1.0 are equal in Python, not in MongoDB.
+                key = (type(doc["_id"]), doc["_id"])
+                if key in first_line:
+                    raise _Refused(["_id"], f"the same _id as line {first_line[key]}")
+                first_line[key] = number
+            result.docs.append((number, doc))
         except _Refused as refused:
             where = ".".join(str(part) for part in refused.path)
             result.refusals.append(
                 f"{path}:{number}: " + (f"{where}: " if where else "") + refused.reason
             )
     return result
+
+
+# Bounds the API applies to an organization's retention (schemas.OrganizationCreate).
+RETENTION_DAYS = (1, 36_500)
+
+
+def stored_rules(collection: str, doc: dict[str, Any]) -> None:
+    """Values the service reads as typed (dates it sorts and pages by, the retention it
+    computes a cutoff from): refused unless they have the type and range the API gives."""
+    for name in ("createdAt", "updatedAt"):
+        value = doc.get(name)
+        if value is not None and not isinstance(value, datetime):
+            raise _Refused([name], f'must be a date ({{"$date": ...}}), not {_kind(value)}')
+    if collection == "organizations" and doc.get("retentionDays") is not None:
+        days = doc["retentionDays"]
+        low, high = RETENTION_DAYS
+        if isinstance(days, bool) or not isinstance(days, int) or not low <= days <= high:
+            raise _Refused(["retentionDays"], f"must be a whole number of days, {low} to {high}")
+
+
+def _kind(value: Any) -> str:
+    return {bson.Timestamp: "a BSON Timestamp", str: "text"}.get(type(value), type(value).__name__)
 
 
 def _array(result: ReadFile, text: str, max_depth: int) -> list[tuple[int, Any]]:

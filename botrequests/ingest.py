@@ -21,7 +21,7 @@ from beanie import PydanticObjectId
 from beanie.operators import AddToSet, Inc, Set
 from pymongo.errors import DuplicateKeyError
 
-from botrequests import populate, prompts
+from botrequests import db, erasure, populate, prompts
 from botrequests.auth import owned, scoped
 from botrequests.documents import VERSION_BUMP, Bot, BotRequest, File
 from botrequests.errors import Conflict, InvalidInput
@@ -169,9 +169,26 @@ async def attach_followups(docs: list[Any], only_missing: bool = False) -> None:
     )
 
 
-async def create(body: BotRequestCreate, client_ip: str | None) -> dict[str, Any]:
-    """Record one interaction and return it populated (422 with every problem found)."""
+# What an answer to a write-only (`ingest`) key holds besides the fields it sent: the ids
+# and times the write made. Never a record it may not read: not a populated reference,
+# not the prompt or credits taken from the bot.
+RECEIPT_KEYS = frozenset({"id", "createdAt", "updatedAt"})
+
+
+def receipt(stored: dict[str, Any], sent: set[str]) -> dict[str, Any]:
+    """The answer to an `ingest` key: of the stored request (references as ids), the
+    fields its body set, and the id and times made, in stored order."""
+    keep = sent | RECEIPT_KEYS
+    return {key: value for key, value in stored.items() if key in keep}
+
+
+async def create(
+    body: BotRequestCreate, client_ip: str | None, populated: bool = True
+) -> dict[str, Any]:
+    """Record one interaction and return it populated (422 with every problem found);
+    with `populated` false (a write-only key), its receipt."""
     item = build(body, client_ip, ["body"])
+    checked_at = erasure.clock()
     found = await check([item], [["body"]]) if item.doc else {}
     if item.errors or item.doc is None:
         raise InvalidInput.many(item.errors)
@@ -190,7 +207,12 @@ async def create(body: BotRequestCreate, client_ip: str | None) -> dict[str, Any
             f"requestKey {item.doc.requestKey!r} was already recorded as {stored.id}",
             existing=str(stored.id),
         ) from None
+    if await erasure.landed_late(checked_at, [item.doc.createdBy]):
+        await db.delete_many(BotRequest, {"_id": item.doc.id})
+        raise Conflict(erasure.ERASED.format(user=item.doc.createdBy))
     await attach_followups([item.doc])
+    if not populated:
+        return receipt(dump(item.doc), set(body.model_fields_set) | {"ip"})
     return populate.apply(dump(item.doc), found)
 
 

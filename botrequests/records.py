@@ -8,10 +8,10 @@ from beanie.operators import Inc, Set, Unset
 from bson import ObjectId
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from botrequests import prompts
+from botrequests import db, erasure, prompts
 from botrequests.auth import may_change, owned, scoped
 from botrequests.documents import VERSION_BUMP, Bot, File, Invoice, Organization, User
-from botrequests.errors import InvalidInput, not_found
+from botrequests.errors import Conflict, InvalidInput, not_found
 from botrequests.schemas import (
     BotCreate,
     BotInputCreate,
@@ -107,9 +107,14 @@ async def create_user(body: UserCreate) -> User:
 
 async def create_file(body: FileCreate) -> File:
     fields = owned(body.model_dump(exclude_unset=True))
+    checked_at = erasure.clock()
     await require(User, body.createdBy, "createdBy")
     await require(Organization, fields.get("organization"), "organization")
-    return await File(**stamped(fields)).insert()
+    record = await File(**stamped(fields)).insert()
+    if await erasure.landed_late(checked_at, [body.createdBy]):  # erasure.py, step 4
+        await db.delete_many(File, {"_id": record.id})
+        raise Conflict(erasure.ERASED.format(user=body.createdBy))
+    return record
 
 
 async def create_invoice(body: InvoiceCreate) -> Invoice:

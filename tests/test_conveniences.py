@@ -79,7 +79,7 @@ async def test_export_csv_one_flat_row_per_request_and_no_formulas(client):
     assert row["tags"] == "a;b"
     assert row["credits"] == "10"
     assert by_id[hostile["id"]]["sessionKey"] == '\'=HYPERLINK("http://x")'
-    assert by_id[hostile["id"]]["success"] == "False"
+    assert by_id[hostile["id"]]["success"] == "false"  # as JSON spells it
     bad = await client.get("/bot-requests/export", params={"format": "xml"})
     assert bad.status_code == 422
 

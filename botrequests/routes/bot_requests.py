@@ -8,6 +8,7 @@ from fastapi.responses import StreamingResponse
 
 from botrequests import analytics, batch, feedback, ingest, populate, threads
 from botrequests import botrequest_service as service
+from botrequests.auth import PrincipalDep
 from botrequests.deps import JSON, BotRequestDep, ObjectIdPath, PopulatePaths, SettingsDep, created
 from botrequests.errors import PayloadTooLarge
 from botrequests.responses import (
@@ -37,10 +38,11 @@ router = APIRouter(prefix="/bot-requests", tags=["bot requests"])
 
 
 @router.post("", status_code=201, response_model=BotRequestPublic)
-async def create_bot_request(body: BotRequestCreate, request: Request) -> JSON:
-    """Record one interaction; answers the populated request."""
+async def create_bot_request(body: BotRequestCreate, request: Request, who: PrincipalDep) -> JSON:
+    """Record one interaction; answers the populated request (an `ingest` key: what it
+    sent, with the id and times made)."""
     client_ip = request.client.host if request.client else None
-    answer = await ingest.create(body, client_ip)
+    answer = await ingest.create(body, client_ip, populated=who.may_read)
     return created(answer, f"/bot-requests/{answer['id']}")
 
 
@@ -111,10 +113,13 @@ async def read_bot_request(doc: BotRequestDep, paths: PopulatePaths) -> JSON:
 
 @router.patch("/{id}", response_model=BotRequestPublic)
 async def update_bot_request(
-    doc: BotRequestDep, body: BotRequestUpdate, paths: PopulatePaths
+    doc: BotRequestDep, body: BotRequestUpdate, paths: PopulatePaths, who: PrincipalDep
 ) -> JSON:
-    """Record the outcome later: `response`, `success`, `images`, `invoice`."""
+    """Record the outcome later: `response`, `success`, `images`, `invoice` (an `ingest`
+    key is answered what it sent, with the id and `updatedAt`)."""
     updated = await service.update(doc, body)
+    if not who.may_read:
+        return JSON(ingest.receipt(dump(updated), set(body.model_fields_set)))
     return JSON((await populate.populate([updated], paths))[0])
 
 

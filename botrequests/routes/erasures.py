@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from botrequests import retention
+from botrequests import erasure
 from botrequests.auth import PrincipalDep
 from botrequests.deps import JSON, OrganizationDep, created
 from botrequests.documents import Erasure
@@ -19,7 +19,7 @@ async def erase_user(organization: OrganizationDep, body: ErasureCreate, who: Pr
     token, or a full key of this organization); answers what was deleted, per collection.
     Export first to give the person their data: GET /bot-requests/export?createdBy=<id>."""
     asked = "admin token" if who.admin else f"API key {who.key}"
-    record = await retention.erase(organization.id, body.user, asked)
+    record = await erasure.erase(organization.id, body.user, asked)
     return created(dump(record), f"/organizations/{organization.id}/erasures")
 
 
