@@ -196,6 +196,14 @@ async def _purge(dry_run: bool) -> int:
         print(line.line())
     verb = "would be deleted" if dry_run else "deleted"
     print(f"{sum(p.requests for p in purged)} request(s) {verb} in {len(purged)} organization(s)")
+    skipped = [p for p in purged if p.problem is not None]
+    if skipped:
+        print(
+            f"botrequests purge: {len(skipped)} organization(s) skipped (above); the others "
+            "were swept",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -2,6 +2,7 @@
 here, or in the module named beside it (erasure and retention races:
 tests/test_erasure_races.py; slow clients: tests/test_slow_clients.py)."""
 
+import asyncio
 import csv
 import io
 import json
@@ -10,9 +11,9 @@ from datetime import timedelta
 import pytest
 from bson import ObjectId
 
-from botrequests import analytics, auth, db, retention
+from botrequests import analytics, cli, db, importer, retention
 from botrequests.timeutil import now
-from tests.test_access import ADMIN, records_of, tenant
+from tests.test_access import records_of
 from tests.test_scopes import keys_of_every_scope
 
 # --- 1. an ingest key's writes answer what it sent, never what it may not read ------------
@@ -53,7 +54,8 @@ async def test_ingest_key_write_answers_only_what_it_sent(client, secured):
         assert secret not in made.text
     # The full key reads what was stored: the prompt and credits came from the bot.
     stored = (await client.get(f"/bot-requests/{answer['id']}", headers=full)).json()
-    assert stored["prompt"] == "Say hi" and stored["credits"] == 7
+    assert stored["prompt"] == "Say hi"
+    assert stored["credits"] == 7
 
 
 async def test_ingest_key_patch_answers_no_stored_content(client, secured):
@@ -66,7 +68,8 @@ async def test_ingest_key_patch_answers_no_stored_content(client, secured):
         )
         assert patched.status_code == 200, patched.text
         assert set(patched.json()) == {*change, "id", "createdAt", "updatedAt"}
-        assert org["name"] not in patched.text and "secret" not in patched.text
+        assert org["name"] not in patched.text
+        assert "secret" not in patched.text
     # A full key's PATCH answers the populated request, as before.
     again = await client.patch(f"/bot-requests/{target}", json={}, headers=headers["full"])
     assert again.json()["response"] == {"secret": org["name"]}
@@ -121,3 +124,125 @@ async def test_export_csv_neutralises_hidden_formula_in_session_key(client):
     assert [row["sessionKey"] for row in rows if row["id"] == made["id"]] == [
         "'\u200b=HYPERLINK(1)"
     ]
+
+
+# --- 5. one organization's retentionDays never stops retention for the others -------------
+
+
+async def test_purge_skips_an_unusable_retention_and_sweeps_the_others(raw, capsys):
+    from tests.test_retention import request
+
+    good, huge, text = ObjectId(), ObjectId(), ObjectId()
+    await raw.organizations.insert_many(
+        [
+            {"_id": huge, "name": "Huge", "retentionDays": 10**6},  # timedelta overflows
+            {"_id": text, "name": "Text", "retentionDays": 1.5},
+            {"_id": good, "name": "Good", "retentionDays": 30},
+        ]
+    )
+    await raw.botrequests.insert_many([request(org, 60) for org in (good, huge, text)])
+    assert await cli._purge(dry_run=True) == 1
+    assert await cli._purge(dry_run=False) == 1
+    out = capsys.readouterr()
+    assert "(Huge): skipped: retentionDays 1000000 is not a whole number" in out.out
+    assert "(Text): skipped" in out.out
+    assert "(Good): retentionDays 30, deleted 1 request(s)" in out.out
+    assert "Traceback" not in out.err
+    assert await raw.botrequests.count_documents({"organization": good}) == 0
+    assert await raw.botrequests.count_documents({}) == 2
+
+
+# --- 9. a dead holder of the sweep's lease blocks the others briefly ----------------------
+
+
+async def test_sweep_lease_is_short_and_renewed_while_the_sweep_works(raw, monkeypatch):
+    assert retention.LEASE_SECONDS <= 60
+    assert retention.RENEW_SECONDS < retention.LEASE_SECONDS / 2
+    renewals: list = []
+    real_take = db.take_lease
+
+    async def counted(name, owner, moment, until):
+        renewals.append(until - moment)
+        return await real_take(name, owner, moment, until)
+
+    enough = asyncio.Event()
+
+    async def slow_purge(dry_run=False, moment=None):
+        # Works until the lease has been renewed three times (no wall-clock bound).
+        while len(renewals) < 4:
+            await asyncio.sleep(0.01)
+        enough.set()
+        return []
+
+    monkeypatch.setattr(db, "take_lease", counted)
+    monkeypatch.setattr(retention, "purge", slow_purge)
+    monkeypatch.setattr(retention, "RENEW_SECONDS", 0.02)
+    assert await retention.sweep(owner="worker") == []
+    assert enough.is_set()
+    assert all(held == timedelta(seconds=retention.LEASE_SECONDS) for held in renewals)
+    assert await raw.leases.count_documents({}) == 0  # released
+
+
+async def test_sweep_after_a_killed_holder_waits_only_for_its_short_lease(raw):
+    # What a killed `purge` leaves: its lease, as renewed last.
+    start = now()
+    until = start + timedelta(seconds=retention.LEASE_SECONDS)
+    assert await db.take_lease(retention.LEASE, "killed:1", start, until)
+    assert await retention.sweep(owner="worker") is None
+    stored = await raw.leases.find_one({"_id": retention.LEASE})
+    assert stored["until"] - start <= timedelta(seconds=60)
+    # Once it has expired, the next sweep takes over.
+    await raw.leases.update_one({"_id": retention.LEASE}, {"$set": {"until": start}})
+    assert await retention.sweep(owner="worker") is not None
+
+
+# --- 10. hostile import files are refused before anything is written ----------------------
+
+
+def _write(path, docs: list[str]) -> None:
+    path.write_text("\n".join(docs) + "\n")
+
+
+async def test_import_refuses_a_repeated_id_before_writing(raw, tmp_path):
+    first, second = str(ObjectId()), str(ObjectId())
+    _write(tmp_path / "users.json", [
+        json.dumps({"_id": {"$oid": first}, "name": "A"}),
+        json.dumps({"_id": {"$oid": second}, "name": "B"}),
+        json.dumps({"_id": {"$oid": first}, "name": "A again"}),
+    ])  # fmt: skip
+    with pytest.raises(
+        importer.ImportFileError, match=r"users.json:3: _id: the same _id as line 1"
+    ):
+        await importer.load([tmp_path / "users.json"])
+    other = tmp_path / "more"
+    other.mkdir()
+    _write(tmp_path / "bots.json", [json.dumps({"_id": {"$oid": first}, "name": "x", "slug": "x"})])
+    _write(other / "bots.json", [json.dumps({"_id": {"$oid": first}, "name": "y", "slug": "y"})])
+    with pytest.raises(importer.ImportFileError, match=r"more/bots.json:1: _id: the same _id as"):
+        await importer.load([tmp_path / "bots.json", other / "bots.json"])
+    assert await raw.users.count_documents({}) == 0
+    assert await raw.bots.count_documents({}) == 0
+
+
+async def test_import_refuses_timestamps_that_are_not_dates(raw, tmp_path, client):
+    org = str(ObjectId())
+    good = {"bot": {"$oid": str(ObjectId())}, "organization": {"$oid": org}, "ip": "1.1.1.1",
+            "success": True, "response": {}}  # fmt: skip
+    _write(tmp_path / "botrequests.json", [
+        json.dumps({**good, "createdAt": {"$date": "2024-01-01T00:00:00Z"}}),
+        json.dumps({**good, "createdAt": {"$timestamp": {"t": 1700000000, "i": 1}}}),
+        json.dumps({**good, "updatedAt": "yesterday"}),
+    ])  # fmt: skip
+    with pytest.raises(importer.ImportFileError) as refused:
+        await importer.load([tmp_path / "botrequests.json"])
+    assert "botrequests.json:2: createdAt: must be a date" in str(refused.value)
+    assert "a BSON Timestamp" in str(refused.value)
+    assert "botrequests.json:3: updatedAt: must be a date" in str(refused.value)
+    _write(tmp_path / "organizations.json", [
+        json.dumps({"_id": {"$oid": org}, "name": "O", "retentionDays": 800000})
+    ])  # fmt: skip
+    with pytest.raises(importer.ImportFileError, match="retentionDays: must be a whole number"):
+        await importer.load([tmp_path / "organizations.json"])
+    assert await raw.botrequests.count_documents({}) == 0
+    assert await raw.organizations.count_documents({}) == 0
+    assert (await client.get("/bot-requests")).status_code == 200
