@@ -40,11 +40,13 @@ def stats_pipeline(filters: BotRequestFilters, group_by: str) -> list[dict[str, 
     missing = "none"  # what `$ifNull` gives a request without feedback, to count none
     return [
         {"$match": filter_query(filters)},
-        *(per_tag if group_by == "tag" else []),
         # Each request's feedback (the service's own collection, joined on the request's
-        # id: only the requests matched above, so only the caller's organization's), one
-        # row per piece of feedback, summed back per request: `$sum` over an array is
-        # not computed alike by every server, `$reduce` not at all by mongomock.
+        # id: an index on MongoDB, one built per stage on the embedded backend, so linear
+        # in what it reads), kept only where it is of the request's own organization: a
+        # join is scoped like any read. Joined before the per-tag rows are made, so once
+        # per request. Then one row per piece of feedback, summed back per request:
+        # `$sum` over an array is not computed alike by every server, `$reduce` not at
+        # all by mongomock.
         {
             "$lookup": {
                 "from": "feedback",
@@ -53,6 +55,18 @@ def stats_pipeline(filters: BotRequestFilters, group_by: str) -> list[dict[str, 
                 "as": "fb",
             }
         },
+        {
+            "$addFields": {
+                "fb": {
+                    "$filter": {
+                        "input": "$fb",
+                        "as": "one",
+                        "cond": {"$eq": ["$$one.organization", "$organization"]},
+                    }
+                }
+            }
+        },
+        *(per_tag if group_by == "tag" else []),
         {"$unwind": {"path": "$fb", "preserveNullAndEmptyArrays": True}},
         {
             "$group": {

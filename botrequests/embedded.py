@@ -36,7 +36,7 @@ from mongomock_motor import (
     AsyncMongoMockDatabase,
 )
 
-from botrequests import mongomock_fixes
+from botrequests import mongomock_fixes, mongomock_lookup  # noqa: F401 (installs it)
 
 log = logging.getLogger("botrequests.db")
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-db")

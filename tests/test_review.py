@@ -3,9 +3,11 @@ here, or in the module named beside it (erasure and retention races:
 tests/test_erasure_races.py; slow clients: tests/test_slow_clients.py)."""
 
 import asyncio
+import copy
 import csv
 import io
 import json
+import random
 from datetime import timedelta
 
 import pytest
@@ -246,3 +248,59 @@ async def test_import_refuses_timestamps_that_are_not_dates(raw, tmp_path, clien
     assert await raw.botrequests.count_documents({}) == 0
     assert await raw.organizations.count_documents({}) == 0
     assert (await client.get("/bot-requests")).status_code == 200
+
+
+# --- 4. one tenant's stats cannot stall the embedded backend: a linear, scoped join --------
+
+
+def test_embedded_lookup_answers_as_mongomock_does_on_random_data():
+    import mongomock
+
+    from botrequests import mongomock_lookup
+
+    rng = random.Random(4)
+    for _ in range(30):
+        database = mongomock.MongoClient().db
+        values = [None, 1, 2, 3, "a", ObjectId(), [1, 2], [], ["a", 3]]
+        database.left.insert_many(
+            [{"_id": n, **({"k": rng.choice(values)} if rng.random() < 0.8 else {})}
+             for n in range(rng.randint(1, 15))]
+        )  # fmt: skip
+        database.right.insert_many(
+            [{"_id": n, **({"f": rng.choice(values)} if rng.random() < 0.8 else {}), "x": n}
+             for n in range(rng.randint(1, 15))]
+        )  # fmt: skip
+        stage = {"from": "right", "localField": "k", "foreignField": "f", "as": "joined"}
+        left = list(database.left.find())
+        fast = mongomock_lookup._lookup(copy.deepcopy(left), database, stage)
+        slow = mongomock_lookup._SLOW_LOOKUP(copy.deepcopy(left), database, stage)
+        assert fast == slow
+
+
+async def test_stats_by_tag_joins_feedback_once_per_request_and_in_scope(client, raw, monkeypatch):
+    from botrequests import mongomock_lookup
+    from tests.factories import record, seed_world
+
+    world = await seed_world(client)
+    tags = [f"t{n}" for n in range(20)]
+    made = [await record(client, world, tags=tags) for _ in range(30)]
+    for request in made[:10]:
+        sent = await client.post(f"/bot-requests/{request['id']}/feedback", json={"score": 1})
+        assert sent.status_code == 201
+    # Feedback naming one of these requests but another organization's (as a forged or
+    # stray row would): never joined.
+    await raw.feedback.insert_one(
+        {"request": ObjectId(made[0]["id"]), "organization": ObjectId(), "score": -1}
+    )
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the stats' join took mongomock's per-document find")
+
+    monkeypatch.setattr(mongomock_lookup, "_SLOW_LOOKUP", refused)
+    answer = await client.get("/bot-requests/stats", params={"groupBy": "tag"})
+    assert answer.status_code == 200, answer.text
+    items = answer.json()["items"]
+    assert [item["tag"] for item in items] == sorted(tags)
+    for item in items:
+        assert item["requests"] == 30
+        assert item["feedback"] == {"count": 10, "averageScore": 1.0}
