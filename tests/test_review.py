@@ -194,7 +194,9 @@ async def test_sweep_after_a_killed_holder_waits_only_for_its_short_lease(raw):
     stored = await raw.leases.find_one({"_id": retention.LEASE})
     assert stored["until"] - start <= timedelta(seconds=60)
     # Once it has expired, the next sweep takes over.
-    await raw.leases.update_one({"_id": retention.LEASE}, {"$set": {"until": start}})
+    await raw.leases.update_one(
+        {"_id": retention.LEASE}, {"$set": {"until": start - timedelta(seconds=1)}}
+    )
     assert await retention.sweep(owner="worker") is not None
 
 
