@@ -5,6 +5,7 @@ import csv
 import io
 import re
 import unicodedata
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -15,6 +16,7 @@ from botrequests import db, populate
 from botrequests.auth import scoped
 from botrequests.botrequest_service import NEWEST_FIRST, after, filter_query
 from botrequests.documents import Bot, BotRequest, Organization, User, reader
+from botrequests.errors import TooManyRequests
 from botrequests.schemas import BotRequestFilters
 from botrequests.serialize import plain
 
@@ -226,8 +228,20 @@ EXPORT_FIRST_PAGE = 8
 EXPORT_CHUNK_BYTES = 1024 * 1024  # sent to the client as soon as this much is serialized
 
 
+# Exports this process streams now: each holds a page of documents and a cursor for as
+# long as its client reads, so a few slow readers could hold a lot of memory. A bound on
+# this worker's own resources (not state another worker needs). A weak set of one token per
+# stream, held by the stream alone: a stream dropped before it started leaves with it.
+class _Export:
+    pass
+
+
+_exporting: "weakref.WeakSet[_Export]" = weakref.WeakSet()
+EXPORT_RETRY_AFTER_S = 5
+
+
 async def export_batches(
-    filters: BotRequestFilters, paths: tuple[str, ...], as_csv: bool = False
+    filters: BotRequestFilters, paths: tuple[str, ...], as_csv: bool = False, most: int = 4
 ) -> AsyncIterator[bytes]:
     """Every matching request as NDJSON, newest first, read and populated a page at a
     time (keyset on createdAt, _id). A page ends at EXPORT_BATCH documents or
@@ -235,6 +249,12 @@ async def export_batches(
     follows the documents seen, so memory is bounded by bytes whatever the documents'
     size. The first page is read before the first byte is sent, so a database error is
     still a 503."""
+    if len(_exporting) >= most:
+        raise TooManyRequests(
+            f"{most} exports are being streamed by this worker (EXPORT_MAX_CONCURRENT); "
+            "try again shortly",
+            EXPORT_RETRY_AFTER_S,
+        )
     query = filter_query(filters)
     seen = {"docs": 0, "bytes": 0}
 
@@ -261,10 +281,17 @@ async def export_batches(
         seen["bytes"] += size
         return docs, len(docs) == limit or size >= EXPORT_PAGE_BYTES
 
-    docs, more = await page(query)
     encode = csv_rows if as_csv else ndjson_lines
+    token = _Export()
 
     async def lines() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in pages():
+                yield chunk
+        finally:  # the client read it all, went away, or the stream failed
+            _exporting.discard(token)
+
+    async def pages() -> AsyncIterator[bytes]:
         if as_csv:
             yield csv_rows([], header=True)
         nonlocal docs, more
@@ -286,6 +313,12 @@ async def export_batches(
             items, docs = [], []  # the next page is read without this one held
             docs, more = await page(after(query, last.createdAt, last.id))
 
+    _exporting.add(token)
+    try:
+        docs, more = await page(query)
+    except BaseException:
+        _exporting.discard(token)
+        raise
     return lines()
 
 

@@ -69,6 +69,7 @@ def create_app(config: Settings | None = None) -> FastAPI:
         Guard,
         max_body_bytes=(config or settings).max_body_bytes,
         max_json_depth=(config or settings).max_json_depth,
+        body_timeout_seconds=(config or settings).body_timeout_seconds,
     )
     # Routes are matched in order, one by one: the busiest first (bot requests are read and
     # written on every call of a bot product; a GET by id was matched after 35 others).

@@ -7,12 +7,15 @@ dependency: the query layer reads it to scope every read and write to that organ
 (`None`: the admin token, or access control turned off).
 """
 
+import asyncio
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any
 
 from beanie import PydanticObjectId
@@ -33,10 +36,11 @@ def digest(key: str) -> str:
 
 async def issue_key(organization: PydanticObjectId, scope: str = "full") -> tuple[ApiKey, str]:
     key = "br_" + secrets.token_urlsafe(32)
+    hashed = digest(key)
     record = ApiKey(
-        id=PydanticObjectId(),
+        id=db.key_id(hashed),
         organization=organization,
-        hash=digest(key),
+        hash=hashed,
         prefix=key[:10],
         scope=scope,
         createdAt=now(),
@@ -105,6 +109,8 @@ async def principal(
     if admin and hmac.compare_digest(token.encode(), admin.encode()):
         current_org.set(None)
         return Principal(None, True)
+    if not KEY_FORM.fullmatch(token):
+        raise Unauthorized("unknown or revoked API key")  # not even looked up
     found = await _key_of(digest(token), settings.key_cache_seconds)
     if found is None:
         raise Unauthorized("unknown or revoked API key")
@@ -129,6 +135,13 @@ async def principal(
 # guessing cannot fill it; it is emptied if it ever holds KEY_CACHE_MAX keys.
 _known: dict[str, tuple[PydanticObjectId, str, float]] = {}
 KEY_CACHE_MAX = 10_000
+# Lookups under way in this worker, by hash: concurrent first uses of one key wait for one
+# lookup (one read, at most one write of `lastUsedAt`) instead of making one each.
+_looking: dict[str, asyncio.Future] = {}
+# "Last use" is written at most this often per key (across workers: a conditional update).
+LAST_USE_EVERY = timedelta(seconds=60)
+# What `issue_key` makes: anything else is refused without a lookup.
+KEY_FORM = re.compile(r"br_[A-Za-z0-9_-]{43}")
 
 
 async def _key_of(hashed: str, cache_seconds: float) -> tuple[PydanticObjectId, str] | None:
@@ -136,7 +149,24 @@ async def _key_of(hashed: str, cache_seconds: float) -> tuple[PydanticObjectId, 
     moment = time.monotonic()
     if remembered is not None and remembered[2] > moment:
         return remembered[0], remembered[1]
-    row = await db.use_key(hashed, now())
+    pending = _looking.get(hashed)
+    if pending is not None:
+        row = await asyncio.shield(pending)
+    else:
+        pending = _looking[hashed] = asyncio.get_running_loop().create_future()
+        try:
+            row = await db.use_key(hashed, now(), LAST_USE_EVERY)
+        except asyncio.CancelledError:
+            pending.cancel()
+            raise
+        except Exception as exc:
+            pending.set_exception(exc)
+            pending.exception()  # retrieved: no "never retrieved" warning when none wait
+            raise
+        else:
+            pending.set_result(row)
+        finally:
+            del _looking[hashed]
     if row is None:
         _known.pop(hashed, None)
         return None

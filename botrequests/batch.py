@@ -18,6 +18,7 @@ from botrequests.ingest import (
     attach_followups,
     build,
     check,
+    duplicate_of_id,
     item_error,
     key_of,
     stored_with_keys,
@@ -88,6 +89,10 @@ async def _insert_many(items: list[tuple[int, Item]]) -> list[BotRequest]:
         raced = []
         for error in exc.details.get("writeErrors", []):
             index, item = items[error["index"]]
+            if error.get("code") == 11000 and duplicate_of_id(error):
+                # The driver retried the insert after its first attempt went through:
+                # this item is stored (its id was made here).
+                continue
             if error.get("code") == 11000 and item.doc and item.doc.requestKey:
                 raced.append(item.doc)
                 # Answered "existing" when the key is this organization's (a racing

@@ -49,6 +49,8 @@ def _serve(args: argparse.Namespace, settings: "Settings") -> int:
         "on" if settings.auth_enabled else "OFF (BOTREQUESTS_AUTH=off: anyone can read and write)",
         "embedded (in memory, gone when the service stops)" if settings.embedded else "MongoDB",
     )
+    from botrequests import serving
+
     uvicorn.run(
         "botrequests.app:app",
         host=host,
@@ -56,8 +58,8 @@ def _serve(args: argparse.Namespace, settings: "Settings") -> int:
         reload=args.reload,
         workers=args.workers if args.workers > 1 else None,
         log_level=settings.log_level,
-        proxy_headers=True,
         access_log=False,  # botrequests.access logs one structured line per request
+        **serving.uvicorn_options(),
     )
     return 0
 

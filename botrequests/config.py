@@ -47,6 +47,22 @@ class Settings(BaseSettings):
     # purge` only).
     retention_sweep_seconds: float = Field(default=3600, ge=0, le=7 * 86_400)
 
+    # Slow and numerous clients (`botrequests serve`; docs/security.md): a request head
+    # must arrive within HEADER_TIMEOUT_SECONDS and MAX_HEADER_BYTES, its body within
+    # BODY_TIMEOUT_SECONDS (else 408); an idle connection closes after KEEP_ALIVE_SECONDS;
+    # past MAX_CONNECTIONS open connections, new requests get 503.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    keep_alive_seconds: float = Field(default=5.0, ge=1, le=600)
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096, le=16 * 1024 * 1024)
+    max_connections: int = Field(default=1000, ge=10, le=1_000_000)
+    # Addresses (comma-separated, or *) of the proxies whose X-Forwarded-For /
+    # X-Forwarded-Proto are trusted; empty (default): none, the peer's address is the client's.
+    forwarded_allow_ips: str = Field(default="", max_length=4096)
+    # Most exports one worker streams at once (more: 429 with Retry-After): each holds a
+    # page of documents and a cursor.
+    export_max_concurrent: int = Field(default=4, ge=1, le=1000)
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"

@@ -207,6 +207,11 @@ class BotRequest(StoredDocument):
             IndexModel([("createdAt", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]),
             IndexModel([("updatedAt", pymongo.DESCENDING)]),
             IndexModel([("usage.latencyMs", pymongo.ASCENDING)]),
+            # Retention and erasure take deleted ids out of the lists that name them
+            # (db.unlink_related): without it, a collection scan per batch.
+            IndexModel(
+                [("organization", pymongo.ASCENDING), ("relatedRequests", pymongo.ASCENDING)]
+            ),
             # A client's idempotency key: a retried write is stored once. Unique within
             # an organization (no tenant can learn or take another's keys), and only
             # over requests that have one (a partial index: the many without do not

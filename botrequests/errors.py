@@ -59,6 +59,16 @@ class Unavailable(ServiceError):
     status_code = 503
 
 
+class TooManyRequests(ServiceError):
+    """429; `retry_after` seconds go in the Retry-After header."""
+
+    status_code = 429
+
+    def __init__(self, detail: object, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class InvalidInput(ServiceError):
     """422 naming the offending field: `loc` is its path, as in FastAPI's own 422s."""
 
@@ -81,6 +91,8 @@ def not_found(what: str, identifier: object) -> NotFound:
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
     body: dict[str, object] = {"detail": exc.detail}
     if isinstance(exc, Conflict) and exc.existing is not None:
         body["existing"] = exc.existing

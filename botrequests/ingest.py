@@ -13,6 +13,7 @@ rebuilds; the other order could leave `relatedRequests` naming a request never w
 """
 
 import asyncio
+import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +53,14 @@ def build(body: BotRequestCreate, client_ip: str | None, loc: list) -> Item:
     if "ip" not in fields:
         if not client_ip:
             return Item(None, [item_error([*loc, "ip"], "no ip given and no client address")])
-        fields["ip"] = client_ip
+        # The client's address passes the body's rule too, whatever its source (a proxy's
+        # X-Forwarded-For, trusted only from FORWARDED_ALLOW_IPS).
+        address = client_address(client_ip)
+        if address is None:
+            shown = client_ip[:60]
+            why = f"no ip given, and the client address {shown!r} is not an IP address"
+            return Item(None, [item_error([*loc, "ip"], why)])
+        fields["ip"] = address
     moment = now()
     # The body was validated field by field already: construct, don't validate again.
     doc = BotRequest.model_construct(
@@ -66,6 +74,17 @@ def build(body: BotRequestCreate, client_ip: str | None, loc: list) -> Item:
         __v=0,
     )
     return Item(doc)
+
+
+def client_address(text: str) -> str | None:
+    """The client's address in the form the body's `ip` is stored, or None if it is not
+    an IP address."""
+    if len(text) > 64:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 def item_error(loc: list, msg: str) -> dict[str, Any]:
@@ -192,21 +211,17 @@ async def create(
     found = await check([item], [["body"]]) if item.doc else {}
     if item.errors or item.doc is None:
         raise InvalidInput.many(item.errors)
-    try:
-        await item.doc.insert()
-    except DuplicateKeyError:
-        if item.doc.requestKey is None:
-            raise
+    if await _insert_once(item.doc):
         # A retry of a request already recorded: finish what the first attempt may not
         # have (its attachment to the original), then say which request it is.
         stored = (await stored_with_keys([item.doc])).get(key_of(item.doc))
         if stored is None:
-            raise
+            raise Conflict(f"requestKey {item.doc.requestKey!r} is being recorded; try again")
         await attach_followups([stored], only_missing=True)
         raise Conflict(
             f"requestKey {item.doc.requestKey!r} was already recorded as {stored.id}",
             existing=str(stored.id),
-        ) from None
+        )
     if await erasure.landed_late(checked_at, [item.doc.createdBy]):
         await db.delete_many(BotRequest, {"_id": item.doc.id})
         raise Conflict(erasure.ERASED.format(user=item.doc.createdBy))
@@ -214,6 +229,32 @@ async def create(
     if not populated:
         return receipt(dump(item.doc), set(body.model_fields_set) | {"ip"})
     return populate.apply(dump(item.doc), found)
+
+
+async def _insert_once(doc: BotRequest) -> bool:
+    """Insert; True when its `requestKey` is already stored. A duplicate of its own `_id`
+    is the driver retrying an insert whose first attempt went through (the id was made
+    here, so the stored request is this one): recorded once, as asked."""
+    try:
+        await doc.insert()
+    except DuplicateKeyError as exc:
+        if duplicate_of_id(exc.details):
+            return False
+        if doc.requestKey is None:
+            raise
+        return True
+    return False
+
+
+def duplicate_of_id(details: dict | None) -> bool:
+    """Whether a duplicate-key error is on `_id` (not on the requestKey index)."""
+    details = details or {}
+    pattern = details.get("keyPattern") or {}
+    if pattern:
+        return list(pattern) == ["_id"]
+    return "_id_" in str(details.get("errmsg", "")) or list(details.get("keyValue") or {}) == [
+        "_id"
+    ]
 
 
 def key_of(doc: BotRequest) -> tuple | None:

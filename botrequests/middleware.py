@@ -4,6 +4,7 @@ out-of-range numbers and lone surrogates → 422 naming the field). The checks t
 are in `bodyguard.py`, each linear in the body's size.
 """
 
+import asyncio
 import json
 import logging
 import re
@@ -35,10 +36,13 @@ async def _send_json(send: Any, status: int, detail: Any, headers: list) -> None
 
 
 class Guard:
-    def __init__(self, app: Any, max_body_bytes: int, max_json_depth: int) -> None:
+    def __init__(
+        self, app: Any, max_body_bytes: int, max_json_depth: int, body_timeout_seconds: float
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
+        self.body_timeout_seconds = body_timeout_seconds
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -94,8 +98,16 @@ class Guard:
             await _send_json(send, 413, too_large, [])
             return None
         chunks, size = [], 0
+        # The whole body within BODY_TIMEOUT_SECONDS: a client sending a byte now and then
+        # would otherwise hold its connection and this task for ever.
+        deadline = time.monotonic() + self.body_timeout_seconds
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                detail = f"request body not received within {self.body_timeout_seconds:g} s"
+                await _send_json(send, 408, detail, [(b"connection", b"close")])
+                return None
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")

@@ -89,14 +89,19 @@ async def find_sessions(
 @router.get(
     "/export",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+    responses={
+        200: {"content": {"application/x-ndjson": {}, "text/csv": {}}},
+        429: {"description": "EXPORT_MAX_CONCURRENT exports are being streamed; Retry-After"},
+    },
 )
-async def export_bot_requests(query: Annotated[ExportQuery, Query()]) -> StreamingResponse:
+async def export_bot_requests(
+    query: Annotated[ExportQuery, Query()], settings: SettingsDep
+) -> StreamingResponse:
     """Every matching request, populated, streamed: NDJSON (one request per line, as
     served) or `?format=csv` (one flat row per request)."""
     paths = populate.parse_paths(query.populate)
     as_csv = query.format == "csv"
-    lines = await analytics.export_batches(query, paths, as_csv)
+    lines = await analytics.export_batches(query, paths, as_csv, settings.export_max_concurrent)
     kind, media = (
         ("csv", "text/csv; charset=utf-8") if as_csv else ("ndjson", "application/x-ndjson")
     )
