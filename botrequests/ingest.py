@@ -238,11 +238,8 @@ async def _insert_once(doc: BotRequest) -> bool:
     try:
         await doc.insert()
     except DuplicateKeyError as exc:
-        if duplicate_of_id(exc.details):
-            return False
-        if doc.requestKey is None:
-            raise
-        return True
+        # Without a requestKey only `_id` is unique for it (the key's index is partial).
+        return not (doc.requestKey is None or duplicate_of_id(exc.details))
     return False
 
 

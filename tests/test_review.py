@@ -10,12 +10,15 @@ import json
 import random
 from datetime import timedelta
 
+import httpx
 import pytest
 from bson import ObjectId
 
 from botrequests import analytics, cli, db, importer, retention
+from botrequests import documents as auth_documents
+from botrequests.schemas import ExportQuery
 from botrequests.timeutil import now
-from tests.test_access import records_of
+from tests.test_access import ADMIN, records_of
 from tests.test_scopes import keys_of_every_scope
 
 # --- 1. an ingest key's writes answer what it sent, never what it may not read ------------
@@ -306,3 +309,124 @@ async def test_stats_by_tag_joins_feedback_once_per_request_and_in_scope(client,
     for item in items:
         assert item["requests"] == 30
         assert item["feedback"] == {"count": 10, "averageScore": 1.0}
+
+
+# --- 7. a forwarded address is checked as the body's ip is ---------------------------------
+
+
+@pytest.mark.parametrize("address", ["<script>alert(1)</script>", "x" * 5010, "=1+1"])
+async def test_client_address_that_is_not_an_ip_is_refused(app, address):
+    from tests.factories import request_body, seed_world
+
+    transport = httpx.ASGITransport(app=app, client=(address, 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        world = await seed_world(http)
+        body = {k: v for k, v in request_body(world).items() if k != "ip"}
+        refused = await http.post("/bot-requests", json=body)
+        assert refused.status_code == 422
+        assert refused.json()["detail"][0]["loc"] == ["body", "ip"]
+        batch = await http.post("/bot-requests/batch", json={"items": [body]})
+        assert batch.json()["items"][0]["status"] == "error"
+        assert (await http.get("/bot-requests")).json()["items"] == []
+
+
+def test_serve_trusts_forwarded_headers_only_from_forwarded_allow_ips(monkeypatch):
+    import uvicorn
+
+    from botrequests import serving
+
+    given: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: given.update(kwargs))
+    assert cli.main(["serve"]) == 0
+    assert given["proxy_headers"] is False
+    assert given["http"] is serving.PROTOCOL
+    assert given["limit_concurrency"] == serving.settings.max_connections
+    monkeypatch.setattr(serving.settings, "forwarded_allow_ips", "10.0.0.5")
+    assert cli.main(["serve"]) == 0
+    assert given["proxy_headers"] is True
+    assert given["forwarded_allow_ips"] == "10.0.0.5"
+
+
+# --- 8. key lookups: no scan for an unknown token, one "last use" write ------------------
+
+
+async def test_unknown_tokens_are_not_a_scan_of_the_keys(client, secured, raw, monkeypatch, lane):
+    from botrequests import mongomock_fixes
+
+    org = (await client.post("/organizations", json={"name": "K"}, headers=ADMIN)).json()
+    for _ in range(20):
+        await client.post(f"/organizations/{org['id']}/api-keys", headers=ADMIN)
+    scans: list[str] = []
+    real = mongomock_fixes._SLOW_ITER
+
+    def counted(self, query):
+        scans.append(self.name)
+        return real(self, query)
+
+    monkeypatch.setattr(mongomock_fixes, "_SLOW_ITER", counted)
+    for token in ("br_" + "A" * 43, "br_short", "not-a-key"):
+        denied = await client.get("/bot-requests", headers={"Authorization": f"Bearer {token}"})
+        assert denied.status_code == 401
+    assert "apikeys" not in scans
+
+
+async def test_concurrent_first_uses_of_a_key_write_last_use_once(
+    client, secured, raw, monkeypatch
+):
+    org = (await client.post("/organizations", json={"name": "K"}, headers=ADMIN)).json()
+    key = (await client.post(f"/organizations/{org['id']}/api-keys", headers=ADMIN)).json()
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    writes: list = []
+    keys = db.collection(auth_documents.ApiKey)
+    real = type(keys).update_one
+
+    async def counted(self, *args, **kwargs):
+        if self.name == "apikeys":
+            writes.append(args)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(keys), "update_one", counted)
+    answers = await asyncio.gather(
+        *(client.get("/bot-requests", headers=headers) for _ in range(40))
+    )
+    assert {answer.status_code for answer in answers} == {200}
+    assert len(writes) == 1
+    stored = await raw.apikeys.find_one({"_id": ObjectId(key["id"])})
+    assert stored["lastUsedAt"] is not None
+
+
+# --- 12. a retried insert is recorded once; concurrent exports are capped ----------------
+
+
+async def test_insert_the_driver_retried_after_it_went_through_is_recorded_once(
+    client, raw, monkeypatch
+):
+    from botrequests.documents import BotRequest
+    from tests.factories import request_body, seed_world
+
+    world = await seed_world(client)
+    real = BotRequest.insert
+
+    async def twice(self, *args, **kwargs):  # the first attempt went through, unanswered
+        await real(self, *args, **kwargs)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotRequest, "insert", twice)
+    made = await client.post("/bot-requests", json=request_body(world))
+    assert made.status_code == 201, made.text
+    assert await raw.botrequests.count_documents({}) == 1
+
+
+async def test_exports_past_the_limit_are_told_to_retry(client, app):
+    from tests.factories import record, seed_world
+
+    world = await seed_world(client)
+    await record(client, world)
+    most = app.state.settings.export_max_concurrent
+    streams = [await analytics.export_batches(ExportQuery(), (), most=most) for _ in range(most)]
+    refused = await client.get("/bot-requests/export")
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == str(analytics.EXPORT_RETRY_AFTER_S)
+    for stream in streams:
+        assert b"".join([chunk async for chunk in stream])
+    assert (await client.get("/bot-requests/export")).status_code == 200
