@@ -202,8 +202,12 @@ class FeedbackSummary(BaseModel):
     averageScore: float | None = None
 
 
-class ThreadRequest(BotRequestPublic):
-    depth: int
+class ThreadItem(BaseModel):
+    """A thread member: the request exactly as GET serves it, and beside it what the
+    service computes about it."""
+
+    request: BotRequestPublic
+    depth: int = Field(description="0 for the root, 1 for its follow-ups, …")
     feedback: FeedbackSummary
 
 
@@ -220,7 +224,7 @@ class ThreadTotals(BaseModel):
 class Thread(BaseModel):
     root: str
     scope: Literal["thread", "chain"]
-    requests: list[ThreadRequest]
+    items: list[ThreadItem]
     totals: ThreadTotals
     truncated: bool = Field(
         description="not the whole thread: more follow-ups (see `next`), or deeper than "

@@ -199,7 +199,8 @@ async def thread(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """The thread (or, with `scope="chain"`, the path root → request) a request belongs
-    to, each request populated and carrying its `depth`, ordered by depth, createdAt, id.
+    to, each item the request as GET serves it beside its `depth` and feedback summary,
+    ordered by depth, createdAt, id.
     At most `limit` requests per answer; `next` continues after the last one."""
     up = await ancestry(request_id, max_depth)
     truncated, following = up.truncated, None
@@ -224,15 +225,20 @@ async def thread(
         populate.lookups(docs, paths),  # no paths: no query
         feedback.summaries([doc.id for doc in docs]),
     )
-    requests = [
-        populate.apply(dump(doc), found)
-        | {"depth": depth, "feedback": scores.get(doc.id, _NO_FEEDBACK)}
+    # What the service computes sits beside the record, never among its keys: a Mongoose
+    # application may store a `depth` or `feedback` of its own.
+    items = [
+        {
+            "request": populate.apply(dump(doc), found),
+            "depth": depth,
+            "feedback": scores.get(doc.id, _NO_FEEDBACK),
+        }
         for (depth, _), doc in zip(members, docs, strict=True)
     ]
     return {
         "root": str(up.root["_id"]),
         "scope": scope,
-        "requests": requests,
+        "items": items,
         "totals": _totals(docs, scores),
         "truncated": truncated,
         "cycle": up.cycle,

@@ -214,7 +214,7 @@ async def bench_thread(client: httpx.AsyncClient, w: dict, depth: int, repeat: i
         before = server_ops()
         with db.count_round_trips() as counter, timed() as t:
             response = await client.get(f"/bot-requests/{leaf}/thread")
-            assert len(response.json()["requests"]) == depth + 1
+            assert len(response.json()["items"]) == depth + 1
         times.append(t["seconds"])
     endpoint, endpoint_trips = statistics.median(times), trips(counter.count, before)
     naive_times = []

@@ -152,7 +152,7 @@ async def test_health_answers_while_a_long_embedded_thread_lookup_runs(
     assert waited < 1.0  # on the loop, mongomock made /healthz wait for the whole lookup
     thread = await lookup
     assert thread.status_code == 200
-    assert len(thread.json()["requests"]) == 50
+    assert len(thread.json()["items"]) == 50
 
 
 async def test_embedded_thread_of_a_thousand_is_quick(client, raw, app):
@@ -163,7 +163,7 @@ async def test_embedded_thread_of_a_thousand_is_quick(client, raw, app):
     started = time.perf_counter()
     thread = await client.get(f"/bot-requests/{ids[500]}/thread", params={"populate": "none"})
     assert time.perf_counter() - started < 10  # generous: well under a second here
-    assert [r["depth"] for r in thread.json()["requests"]] == list(range(1000))
+    assert [r["depth"] for r in thread.json()["items"]] == list(range(1000))
 
 
 # --- thread answers are bounded -------------------------------------------------------------
@@ -176,7 +176,7 @@ async def test_thread_over_the_limit_pages_with_next_and_truncated(client, raw):
     for kid in kids[:3]:
         await record(client, world, originalRequest=kid["id"])
     whole = (await client.get(f"/bot-requests/{kids[5]['id']}/thread?populate=none")).json()
-    assert len(whole["requests"]) == 29
+    assert len(whole["items"]) == 29
     assert (whole["truncated"], whole["next"]) == (False, None)
     pages, cursor = [], None
     with db.count_round_trips() as counter:
@@ -189,9 +189,9 @@ async def test_thread_over_the_limit_pages_with_next_and_truncated(client, raw):
             cursor = page["next"]
             if cursor is None:
                 break
-    assert [len(p["requests"]) for p in pages] == [10, 10, 9]
+    assert [len(p["items"]) for p in pages] == [10, 10, 9]
     assert [p["truncated"] for p in pages] == [True, True, False]
-    assert [r for p in pages for r in p["requests"]] == whole["requests"]
+    assert [r for p in pages for r in p["items"]] == whole["items"]
     # ancestry, one page of descendants and the feedback summaries each (no population)
     assert counter.count <= 3 * 3
 
@@ -226,7 +226,7 @@ async def test_thread_limit_capped_by_setting(client, app):
         page = (await client.get(url, params={"limit": 100})).json()
     finally:
         app.state.settings = original
-    assert len(page["requests"]) == 3
+    assert len(page["items"]) == 3
     assert page["truncated"] is True
     assert page["next"] is not None
 

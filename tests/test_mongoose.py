@@ -59,11 +59,11 @@ async def test_thread_of_mongoose_followup(client):
     await load_fixtures()
     body = (await client.get("/bot-requests/649bc81558b7391cbaa55624/thread")).json()
     assert body["root"] == "649bc7f958b7391cbaa5561a"
-    assert [(r["id"], r["depth"]) for r in body["requests"]] == [
+    assert [(r["request"]["id"], r["depth"]) for r in body["items"]] == [
         ("649bc7f958b7391cbaa5561a", 0),
         ("649bc81558b7391cbaa55624", 1),
     ]
-    root = body["requests"][0]
+    root = body["items"][0]["request"]
     assert root["originalRequest"] is None  # stored as null: served as null (Mongoose)
     assert root["userAgent"] == "UnltdWeb/2.3"  # outside the schema: served in its place
     assert list(root).index("userAgent") == list(root).index("originalRequest") + 1
@@ -190,7 +190,7 @@ async def test_import_bad_extended_json_rejected(tmp_path, raw, text, message):
     assert await raw.organizations.count_documents({}) == 0
 
 
-async def test_import_unknown_collection_rejected(tmp_path):
+async def test_import_unknown_collection_rejected(app, tmp_path):
     path = write(tmp_path, "people.json", '{"name": "A"}\n')
     with pytest.raises(importer.ImportFileError, match="unknown collection 'people'"):
         await importer.load([path])
@@ -236,7 +236,7 @@ async def test_import_existing_ids_skipped_unless_upsert(tmp_path, raw):
     assert stored["extra"] == 1  # fields not in the file are kept
 
 
-async def test_import_reports_documents_the_service_cannot_serve(tmp_path):
+async def test_import_reports_documents_the_service_cannot_serve(app, tmp_path):
     lines = [
         '{"success": true, "response": {}, "ip": "1.1.1.1"}',
         '{"bot": "64880aac2f5e4553ddac6eaf", "success": true, "response": {}, "ip": "::1"}',
@@ -272,3 +272,19 @@ async def test_read_stored_document_of_wrong_type_answers_clear_json(client, raw
         "detail": "a stored document cannot be served: success: Input should be a valid boolean, "
         "unable to interpret input"
     }
+
+
+def readme_json(heading: str) -> dict:
+    """The first JSON example under a README heading."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split(f"\n{heading}\n", 1)[1]
+    return json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+
+
+async def test_thread_of_mongoose_followup_is_the_readme_example(client):
+    await load_fixtures()
+    answer = await client.get(
+        "/bot-requests/649bc81558b7391cbaa55624/thread", params={"populate": "none"}
+    )
+    assert answer.status_code == 200
+    assert answer.json() == readme_json("## Follow-up threads"), json.dumps(answer.json())

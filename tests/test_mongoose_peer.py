@@ -146,15 +146,64 @@ async def test_mongoose_written_requests_served_as_mongoose_serves_them(client, 
             want = {**want, "invoice": got["invoice"]}
         assert ordered(got) == ordered(want), (identifier, got, want)
         assert ordered(await served(client, identifier, populate="none")) == ordered(want_bare)
-    # A thread across both writers: each member as Mongoose serves it, plus its depth and
-    # its feedback summary (the service's own collection, not a Mongoose field).
+    # A thread across both writers: each member exactly as Mongoose serves it, and beside
+    # it its depth and feedback summary (the service's own collection, not a Mongoose field).
     thread = (await client.get(f"/bot-requests/{followup['id']}/thread")).json()
-    assert [member["id"] for member in thread["requests"]] == [ids[0], followup["id"]]
-    for member in thread["requests"]:
-        depth = member.pop("depth")
-        assert member.pop("feedback") == {"count": 0, "averageScore": None}  # the service's own
-        assert ordered(member) == ordered(populated[ids.index(member["id"])])
-        assert depth == (0 if member["id"] == ids[0] else 1)
+    assert [item["request"]["id"] for item in thread["items"]] == [ids[0], followup["id"]]
+    for item in thread["items"]:
+        assert list(item) == ["request", "depth", "feedback"]
+        assert item["feedback"] == {"count": 0, "averageScore": None}
+        assert ordered(item["request"]) == ordered(populated[ids.index(item["request"]["id"])])
+        assert item["depth"] == (0 if item["request"]["id"] == ids[0] else 1)
+
+
+async def test_thread_keeps_a_mongoose_request_own_feedback_and_depth(client, mongoose):
+    """An application storing `feedback` and `depth` of its own on a request: a thread
+    answer serves them as Mongoose does, and the service's values beside them."""
+    world = await seed_world(client)
+    own = {
+        "bot": oid(world["bot"]["id"]),
+        "createdBy": oid(world["user"]["id"]),
+        "organization": oid(world["org"]["id"]),
+        "success": True,
+        "ip": "::1",
+        "response": {"message": "rated"},
+    }
+    (root,) = mongoose(
+        {
+            "op": "create",
+            "model": "RatedBotRequest",
+            "doc": {**own, "feedback": {"rating": 5, "note": "kept"}, "depth": 7},
+        }
+    )
+    (follow,) = mongoose(
+        {
+            "op": "followup",
+            "model": "RatedBotRequest",
+            "id": oid(root["id"]),
+            "doc": {**own, "feedback": {"rating": 1, "note": "mine"}, "depth": 0},
+        }
+    )
+    given = await client.post(f"/bot-requests/{follow['id']}/feedback", json={"score": -1})
+    assert given.status_code == 201, given.text
+    theirs = mongoose(
+        *({"op": "json", "model": "RatedBotRequest", "id": oid(r["id"])} for r in (root, follow))
+    )
+    assert theirs[0]["feedback"] == {"rating": 5, "note": "kept"}
+    assert theirs[0]["depth"] == 7
+    for scope in ("thread", "chain"):
+        answer = await client.get(f"/bot-requests/{follow['id']}/thread", params={"scope": scope})
+        assert answer.status_code == 200, answer.text
+        items = answer.json()["items"]
+        assert [ordered(item["request"]) for item in items] == [ordered(t) for t in theirs]
+        assert [item["depth"] for item in items] == [0, 1]
+        assert [item["feedback"] for item in items] == [
+            {"count": 0, "averageScore": None},
+            {"count": 1, "averageScore": -1.0},
+        ]
+    # The single read, too, is what Mongoose serves: nothing computed added or replaced.
+    for made, want in zip((root, follow), theirs, strict=True):
+        assert ordered(await served(client, made["id"])) == ordered(want)
 
 
 async def test_service_written_records_found_validated_and_populated_by_mongoose(

@@ -224,7 +224,7 @@ async def test_thread_carries_feedback_per_request_and_totals(client):
     await client.post(f"/bot-requests/{follow['id']}/feedback", json={"score": -1})
     await client.post(f"/bot-requests/{follow['id']}/feedback", json={"score": 0})
     thread = (await client.get(f"/bot-requests/{follow['id']}/thread")).json()
-    summaries = {member["id"]: member["feedback"] for member in thread["requests"]}
+    summaries = {item["request"]["id"]: item["feedback"] for item in thread["items"]}
     assert summaries[root["id"]] == {"count": 0, "averageScore": None}
     assert summaries[follow["id"]] == {"count": 2, "averageScore": -0.5}
     assert thread["totals"] == {

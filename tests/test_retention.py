@@ -95,7 +95,7 @@ async def test_retention_follow_up_of_deleted_root_is_served_with_its_thread(cli
     assert served.status_code == 200
     assert served.json()["originalRequest"] == str(root)
     thread = (await client.get(f"/bot-requests/{kept}/thread")).json()
-    assert [member["id"] for member in thread["requests"]] == [str(kept)]
+    assert [member["request"]["id"] for member in thread["items"]] == [str(kept)]
 
 
 async def test_retention_sweeps_racing_run_one_at_a_time(raw):

@@ -31,7 +31,7 @@ def test_serve_import_serves_fixture_exactly(server, expected):
 def test_serve_thread_over_http(server):
     body = httpx.get(f"{server}/bot-requests/649bc81558b7391cbaa55624/thread").json()
     assert body["root"] == "649bc7f958b7391cbaa5561a"
-    assert len(body["requests"]) == 2
+    assert len(body["items"]) == 2
 
 
 def test_serve_seed_example_script_comes_back_in_seed_shape(server):

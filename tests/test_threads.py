@@ -64,11 +64,13 @@ async def test_thread_same_set_from_root_leaf_and_middle(client):
         assert answer["root"] == made["root"]["id"]
         assert answer["truncated"] is False
         assert answer["cycle"] is False
-        assert [r["id"] for r in answer["requests"]] == [r["id"] for r in answers[0]["requests"]]
+        assert [r["request"]["id"] for r in answer["items"]] == [
+            r["request"]["id"] for r in answers[0]["items"]
+        ]
     by_id = {made[name]["id"]: name for name in made}
-    order = [(by_id[r["id"]], r["depth"]) for r in answers[0]["requests"]]
+    order = [(by_id[r["request"]["id"]], r["depth"]) for r in answers[0]["items"]]
     assert order == [("root", 0), ("a", 1), ("b", 1), ("a1", 2), ("a2", 2), ("a2x", 3)]
-    first = answers[0]["requests"][0]
+    first = answers[0]["items"][0]["request"]
     assert first["bot"]["slug"] == "hellow_world_bot"  # populated like any read
     assert sorted(first["relatedRequests"]) == sorted([made["a"]["id"], made["b"]["id"]])
 
@@ -79,11 +81,11 @@ async def test_thread_chain_scope_is_root_to_request_in_order(client):
         f"/bot-requests/{made['a2x']['id']}/thread", params={"scope": "chain", "populate": "none"}
     )
     body = response.json()
-    assert [r["id"] for r in body["requests"]] == [
+    assert [r["request"]["id"] for r in body["items"]] == [
         made[name]["id"] for name in ("root", "a", "a2", "a2x")
     ]
-    assert [r["depth"] for r in body["requests"]] == [0, 1, 2, 3]
-    assert body["requests"][0]["bot"] == made["root"]["bot"]["id"]
+    assert [r["depth"] for r in body["items"]] == [0, 1, 2, 3]
+    assert body["items"][0]["request"]["bot"] == made["root"]["bot"]["id"]
 
 
 async def test_create_followup_updates_original_related_requests_and_updated_at(client, raw):
@@ -106,7 +108,7 @@ async def test_create_50_concurrent_followups_all_attached(client, raw):
     stored = await raw.botrequests.find_one({"_id": ObjectId(original["id"])})
     assert sorted(map(str, stored["relatedRequests"])) == sorted(r["id"] for r in made)
     thread = (await client.get(f"/bot-requests/{original['id']}/thread")).json()
-    assert len(thread["requests"]) == 51
+    assert len(thread["items"]) == 51
 
 
 async def test_thread_of_chain_depth_500_from_both_ends(client, raw):
@@ -116,11 +118,11 @@ async def test_thread_of_chain_depth_500_from_both_ends(client, raw):
             await client.get(f"/bot-requests/{start}/thread", params={"populate": "none"})
         ).json()
         assert body["root"] == str(ids[0])
-        assert [r["id"] for r in body["requests"]] == [str(i) for i in ids]
-        assert body["requests"][-1]["depth"] == 500
+        assert [r["request"]["id"] for r in body["items"]] == [str(i) for i in ids]
+        assert body["items"][-1]["depth"] == 500
         assert body["truncated"] is False
     chain = (await client.get(f"/bot-requests/{ids[300]}/thread", params={"scope": "chain"})).json()
-    assert [r["id"] for r in chain["requests"]] == [str(i) for i in ids[:301]]
+    assert [r["request"]["id"] for r in chain["items"]] == [str(i) for i in ids[:301]]
 
 
 async def _thread_round_trips(client, start: ObjectId) -> int:
@@ -154,8 +156,8 @@ async def test_thread_wide_branches(client, raw):
     body = (
         await client.get(f"/bot-requests/{grandchildren[7]}/thread", params={"populate": "none"})
     ).json()
-    assert len(body["requests"]) == 401
-    assert [r["depth"] for r in body["requests"]] == [0] + [1] * 200 + [2] * 200
+    assert len(body["items"]) == 401
+    assert [r["depth"] for r in body["items"]] == [0] + [1] * 200 + [2] * 200
 
 
 async def test_thread_cycle_takes_oldest_member_and_says_so(client, raw):
@@ -174,10 +176,12 @@ async def test_thread_cycle_takes_oldest_member_and_says_so(client, raw):
         body = response.json()
         assert body["cycle"] is True
         assert body["root"] == str(b)
-        assert sorted(r["id"] for r in body["requests"]) == sorted(map(str, (a, b, c, tail)))
-        assert body["requests"][0]["id"] == str(b)
+        assert sorted(r["request"]["id"] for r in body["items"]) == sorted(
+            map(str, (a, b, c, tail))
+        )
+        assert body["items"][0]["request"]["id"] == str(b)
     chain = (await client.get(f"/bot-requests/{tail}/thread", params={"scope": "chain"})).json()
-    assert [r["id"] for r in chain["requests"]] == [str(b), str(c), str(tail)]
+    assert [r["request"]["id"] for r in chain["items"]] == [str(b), str(c), str(tail)]
 
 
 async def test_thread_self_cycle_and_dangling_parent(client, raw):
@@ -191,10 +195,10 @@ async def test_thread_self_cycle_and_dangling_parent(client, raw):
     )
     body = (await client.get(f"/bot-requests/{alone}/thread")).json()
     assert body["cycle"] is True
-    assert [r["id"] for r in body["requests"]] == [str(alone)]
+    assert [r["request"]["id"] for r in body["items"]] == [str(alone)]
     body = (await client.get(f"/bot-requests/{child}/thread")).json()
     assert body["root"] == str(orphan)
-    assert [r["id"] for r in body["requests"]] == [str(orphan), str(child)]
+    assert [r["request"]["id"] for r in body["items"]] == [str(orphan), str(child)]
     assert body["cycle"] is False
 
 
@@ -208,10 +212,10 @@ async def test_thread_past_depth_cap_is_truncated(app, client, raw):
     finally:
         app.state.settings = original
     assert down["truncated"] is True
-    assert [r["id"] for r in down["requests"]] == [str(i) for i in ids[:5]]
+    assert [r["request"]["id"] for r in down["items"]] == [str(i) for i in ids[:5]]
     assert up["truncated"] is True
     assert up["root"] == str(ids[6])  # the topmost request within 4 levels of ids[10]
-    assert up["requests"][-1]["depth"] == 4
+    assert up["items"][-1]["depth"] == 4
 
 
 async def test_thread_unknown_id_404_malformed_422(client):
@@ -250,4 +254,4 @@ async def test_thread_after_crash_between_writes_still_complete(client, raw, sco
     parent, kid = ObjectId(), ObjectId()
     await raw.botrequests.insert_many([raw_request(parent, None, 0), raw_request(kid, parent, 1)])
     body = (await client.get(f"/bot-requests/{kid}/thread", params={"scope": scope})).json()
-    assert [r["id"] for r in body["requests"]] == [str(parent), str(kid)]
+    assert [r["request"]["id"] for r in body["items"]] == [str(parent), str(kid)]

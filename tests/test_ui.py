@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
-from tests.servers import served
+from tests.servers import FIXTURES, served
 
 CHROMIUM = "/usr/bin/chromium"
 XSS = "<img src=x onerror=alert(1)>"
@@ -438,6 +438,53 @@ async def test_ui_thread_of_1001_collapses_branches(page, site):
     await page.locator("#tree button[aria-expanded=false]").first.click()
     await expect(page.locator("#tree li")).to_have_count(209)
     await shot(page, "thread")
+
+
+async def test_ui_thread_shows_computed_depth_and_feedback_not_the_record_own(browser, tmp_path):
+    """A Mongoose application that stores its own `depth` and `feedback` on a request: the
+    tree indents by the thread's depth and shows the service's feedback summary."""
+    for path in FIXTURES.glob("*.json"):
+        (tmp_path / path.name).write_text(path.read_text())
+    lines = (tmp_path / "botrequests.json").read_text().splitlines()
+    own = ',"depth":9,"feedback":{"count":7,"averageScore":1}'
+    lines = [
+        line[:-1] + own + "}" if "649bc7f958b7391cbaa5561a" in line[:40] else line for line in lines
+    ]
+    (tmp_path / "botrequests.json").write_text("\n".join(lines) + "\n")
+    root, follow = "649bc7f958b7391cbaa5561a", "649bc81558b7391cbaa55624"
+    with served("--import", *map(str, sorted(tmp_path.glob("*.json"))), auth=True) as server:
+        headers = {"Authorization": f"Bearer {server.key}"}
+        given = httpx.post(
+            f"{server.base}/bot-requests/{follow}/feedback", json={"score": -1}, headers=headers
+        )
+        assert given.status_code == 201, given.text
+        stored = httpx.get(f"{server.base}/bot-requests/{root}", headers=headers).json()
+        assert stored["depth"] == 9
+        assert stored["feedback"]["count"] == 7
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        tab = await context.new_page()
+        try:
+            await tab.goto(f"{server.base}/ui")
+            await tab.fill("#key-form input[name=key]", server.key)
+            await tab.click("#key-form button")
+            await tab.wait_for_selector("#results tbody tr")
+            await tab.goto(f"{server.base}/ui/requests/{follow}")
+            await tab.wait_for_selector("#tree li.current")
+            depths = await tab.eval_on_selector_all(
+                "#tree li", "r => r.map(x => [x.dataset.id, x.dataset.depth])"
+            )
+            assert depths == [[root, "0"], [follow, "1"]]
+            root_meta = await tab.locator(f"#tree li[data-id='{root}'] .meta").inner_text()
+            assert "feedback" not in root_meta
+            follow_meta = await tab.locator(f"#tree li[data-id='{follow}'] .meta").inner_text()
+            assert "feedback -1 (1)" in follow_meta
+            turns = await tab.inner_text("#turns")
+            assert "feedback -1 (1)" in turns
+            assert "(7)" not in turns
+            totals = (await tab.inner_text("#totals")).replace("\t", "\n")
+            assert "Feedback\n-1 average of 1" in totals
+        finally:
+            await context.close()
 
 
 async def test_ui_stats_chart_and_table_show_the_apis_numbers(page, site):

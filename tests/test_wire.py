@@ -76,7 +76,7 @@ async def test_graph_lookup_stops_at_the_depth_cap(client, raw, app):
     finally:
         app.state.settings = original
     assert answer["truncated"] is True
-    assert [r["depth"] for r in answer["requests"]] == [0, 1, 2, 3]
+    assert [r["depth"] for r in answer["items"]] == [0, 1, 2, 3]
 
 
 @pytest.mark.realmongo

@@ -180,13 +180,15 @@ export function userText(item) {
   return item.prompt ?? "";
 }
 
-export function usageFacts(item) {
+// `feedback` is the service's summary ({count, averageScore}) from beside the record (a
+// thread item's), never a field of the record: an application may store its own.
+export function usageFacts(item, feedback) {
   const usage = item.usage ?? {};
   const facts = [];
   if (usage.latencyMs !== undefined) facts.push(`${Math.round(usage.latencyMs)} ms`);
   if (usage.totalTokens !== undefined) facts.push(`${usage.totalTokens} tokens`);
   if (item.credits !== undefined && item.credits !== null) facts.push(`${item.credits} credit${item.credits === 1 ? "" : "s"}`);
-  if (item.feedback?.count) facts.push(`feedback ${item.feedback.averageScore >= 0 ? "+" : ""}${item.feedback.averageScore} (${item.feedback.count})`);
+  if (feedback?.count) facts.push(`feedback ${feedback.averageScore >= 0 ? "+" : ""}${feedback.averageScore} (${feedback.count})`);
   return facts;
 }
 

@@ -78,29 +78,31 @@ const MAX_THREAD_PAGES = 20;
 async function loadThread(id) {
   const base = `/bot-requests/${id}/thread?populate=bot,createdBy`;
   let page = await api(base);
-  const thread = { ...page, requests: [...page.requests] };
+  const thread = { ...page, items: [...page.items] };
   for (let pages = 1; page.next && pages < MAX_THREAD_PAGES; pages++) {
     page = await api(`${base}&cursor=${encodeURIComponent(page.next)}`);
-    thread.requests.push(...page.requests);
+    thread.items.push(...page.items);
   }
   thread.truncated = page.truncated;
   thread.more = Boolean(page.next);
   return thread;
 }
 
+// A node is a thread item: the record in `request`, and beside it what the service
+// computed (`depth`, `feedback`), never mixed into the record's own fields.
 function index(thread) {
-  const byId = new Map(thread.requests.map((r) => [r.id, r]));
+  const byId = new Map(thread.items.map((node) => [node.request.id, node]));
   const children = new Map();
-  for (const r of thread.requests) {
-    const parent = r.depth === 0 ? null : r.originalRequest;
+  for (const node of thread.items) {
+    const parent = node.depth === 0 ? null : node.request.originalRequest;
     if (parent && byId.has(parent)) {
       if (!children.has(parent)) children.set(parent, []);
-      children.get(parent).push(r);
+      children.get(parent).push(node);
     }
   }
   // root → this request, along originalRequest
   const path = [];
-  for (let node = byId.get(id); node && path.length <= thread.requests.length; node = node.depth > 0 ? byId.get(node.originalRequest) : null) {
+  for (let node = byId.get(id); node && path.length <= thread.items.length; node = node.depth > 0 ? byId.get(node.request.originalRequest) : null) {
     path.unshift(node);
     if (node.depth === 0) break;
   }
@@ -136,9 +138,9 @@ function answerBlock(response) {
 }
 
 function branchSwitch(node, siblings) {
-  const at = siblings.findIndex((s) => s.id === node.id);
+  const at = siblings.findIndex((s) => s.request.id === node.request.id);
   const nav = el("span", { class: "branches" });
-  const step = (to, label) => (to ? el("a", { href: `/ui/requests/${to.id}`, text: label, title: short(userText(to), 60) }) : el("span", { class: "muted", text: label }));
+  const step = (to, label) => (to ? el("a", { href: `/ui/requests/${to.request.id}`, text: label, title: short(userText(to.request), 60) }) : el("span", { class: "muted", text: label }));
   nav.append(step(siblings[at - 1], "‹"), ` branch ${at + 1} of ${siblings.length} `, step(siblings[at + 1], "›"));
   return nav;
 }
@@ -146,26 +148,27 @@ function branchSwitch(node, siblings) {
 function showConversation(thread, { children, path }) {
   const turns = document.getElementById("turns");
   for (const node of path) {
-    const parentKids = node.depth > 0 ? children.get(node.originalRequest) ?? [] : [];
-    const failed = node.success === false;
+    const r = node.request;
+    const parentKids = node.depth > 0 ? children.get(r.originalRequest) ?? [] : [];
+    const failed = r.success === false;
     const user = el(
       "li",
-      { class: "turn user", "data-id": node.id },
-      el("div", { class: "who" }, el("strong", { text: refName(node.createdBy) || "User" }), ` · ${when(node.createdAt)} UTC `, parentKids.length > 1 ? branchSwitch(node, parentKids) : null),
-      folded(userText(node) || "(no input recorded)", "text"),
+      { class: "turn user", "data-id": r.id },
+      el("div", { class: "who" }, el("strong", { text: refName(r.createdBy) || "User" }), ` · ${when(r.createdAt)} UTC `, parentKids.length > 1 ? branchSwitch(node, parentKids) : null),
+      folded(userText(r) || "(no input recorded)", "text"),
     );
-    if (node.prompt && userText(node) !== node.prompt) {
-      user.append(el("details", { class: "prompt" }, el("summary", { text: "Prompt sent to the model" }), el("pre", { text: node.prompt })));
+    if (r.prompt && userText(r) !== r.prompt) {
+      user.append(el("details", { class: "prompt" }, el("summary", { text: "Prompt sent to the model" }), el("pre", { text: r.prompt })));
     }
     const bot = el(
       "li",
-      { class: `turn bot${failed ? " failed" : ""}${node.id === id ? " current" : ""}`, "data-id": node.id },
+      { class: `turn bot${failed ? " failed" : ""}${r.id === id ? " current" : ""}`, "data-id": r.id },
       el("div", { class: "who" },
-        el("strong", { text: refName(node.bot) || "Bot" }),
+        el("strong", { text: refName(r.bot) || "Bot" }),
         el("span", { class: failed ? "no" : "yes", text: failed ? " ✗ failed" : " ✓" }),
-        ` · ${usageFacts(node).join(" · ")} · `,
-        node.id === id ? el("span", { class: "muted", text: "this request" }) : requestLink(node.id, "open")),
-      answerBlock(node.response),
+        ` · ${usageFacts(r, node.feedback).join(" · ")} · `,
+        r.id === id ? el("span", { class: "muted", text: "this request" }) : requestLink(r.id, "open")),
+      answerBlock(r.response),
     );
     turns.append(user, bot);
   }
@@ -174,7 +177,7 @@ function showConversation(thread, { children, path }) {
   const followups = document.getElementById("followups");
   if (kids.length) {
     followups.append(el("span", { class: "muted", text: `Continues in ${kids.length} follow-up${kids.length === 1 ? "" : "s"}: ` }));
-    for (const kid of kids.slice(0, 20)) followups.append(requestLink(kid.id, short(userText(kid), 40) || when(kid.createdAt)), " ");
+    for (const kid of kids.slice(0, 20)) followups.append(requestLink(kid.request.id, short(userText(kid.request), 40) || when(kid.request.createdAt)), " ");
     followups.hidden = false;
   }
   document.getElementById("conversation").hidden = false;
@@ -184,15 +187,15 @@ function showConversation(thread, { children, path }) {
 
 // A row is labelled by what tells it apart from its siblings: the user's input (not the
 // template every row shares), then the start of the answer.
-function rowLabel(node) {
-  const input = short(userText(node), 60);
-  const answer = short(answerText(node.response) ?? node.response, 60);
+function rowLabel(record) {
+  const input = short(userText(record), 60);
+  const answer = short(answerText(record.response) ?? record.response, 60);
   return input ? `${input} → ${answer}` : answer;
 }
 
 function showThread(thread, { byId, children, path }) {
-  const requests = thread.requests;
-  const expanded = new Set(path.map((node) => node.id)); // the path starts open
+  const requests = thread.items.map((node) => node.request);
+  const expanded = new Set(path.map((node) => node.request.id)); // the path starts open
 
   const totals = document.getElementById("totals");
   const sums = thread.totals ?? {};
@@ -209,7 +212,7 @@ function showThread(thread, { byId, children, path }) {
   fact(totals, "Last (UTC)", when(times[times.length - 1]));
 
   const notes = [];
-  if (thread.more) notes.push(`Truncated: only the first ${thread.requests.length} requests of this thread are shown.`);
+  if (thread.more) notes.push(`Truncated: only the first ${requests.length} requests of this thread are shown.`);
   else if (thread.truncated) notes.push("Truncated: the thread is deeper than the service follows; not every request is shown.");
   if (thread.cycle) notes.push("Cycle: these requests follow each other in a loop; the oldest is shown as the root.");
   const notice = document.getElementById("thread-notes");
@@ -225,31 +228,33 @@ function showThread(thread, { byId, children, path }) {
     const seen = new Set();
     while (stack.length) {
       const node = stack.pop();
-      if (seen.has(node.id)) continue;
-      seen.add(node.id);
+      const key = node.request.id;
+      if (seen.has(key)) continue;
+      seen.add(key);
       rows.push(line(node));
-      if (expanded.has(node.id)) stack.push(...(children.get(node.id) ?? []).slice().reverse());
+      if (expanded.has(key)) stack.push(...(children.get(key) ?? []).slice().reverse());
     }
     tree.replaceChildren(...rows);
   }
   function line(node) {
-    const kids = children.get(node.id) ?? [];
-    const failed = node.success === false;
-    const item = el("li", { "data-id": node.id, "data-depth": String(node.depth), class: failed ? "failed" : "" });
+    const r = node.request;
+    const kids = children.get(r.id) ?? [];
+    const failed = r.success === false;
+    const item = el("li", { "data-id": r.id, "data-depth": String(node.depth), class: failed ? "failed" : "" });
     item.style.paddingLeft = `${Math.min(node.depth, 40) * 1.1 + 0.4}em`;
-    if (node.id === id) { item.classList.add("current"); item.setAttribute("aria-current", "true"); }
+    if (r.id === id) { item.classList.add("current"); item.setAttribute("aria-current", "true"); }
     if (kids.length) {
-      const open = expanded.has(node.id);
+      const open = expanded.has(r.id);
       const toggle = el("button", { type: "button", class: "toggle", "aria-expanded": String(open), title: `${kids.length} follow-up(s)`, text: open ? "−" : "+" });
-      toggle.addEventListener("click", () => { if (open) expanded.delete(node.id); else expanded.add(node.id); draw(); });
+      toggle.addEventListener("click", () => { if (open) expanded.delete(r.id); else expanded.add(r.id); draw(); });
       item.append(toggle);
     } else {
       item.append(el("span", { class: "spacer" }));
     }
     item.append(
       el("span", { class: failed ? "no" : "yes", text: failed ? "✗" : "✓" }),
-      requestLink(node.id, rowLabel(node) || node.id),
-      el("span", { class: "meta", text: [when(node.createdAt).slice(5, 16), ...usageFacts(node)].join(" · ") }),
+      requestLink(r.id, rowLabel(r) || r.id),
+      el("span", { class: "meta", text: [when(r.createdAt).slice(5, 16), ...usageFacts(r, node.feedback)].join(" · ") }),
     );
     return item;
   }

@@ -113,27 +113,35 @@ const Invoice = mongoose.model(
     options,
   ),
 );
-const BotRequest = mongoose.model(
-  "BotRequest",
+const botRequestFields = {
+  images: [{ type: ObjectId, ref: "File" }],
+  success: { type: Boolean, required: true },
+  relatedRequests: [{ type: ObjectId, ref: "BotRequest" }],
+  bot: { type: ObjectId, ref: "Bot", required: true },
+  createdBy: { type: ObjectId, ref: "User" },
+  organization: { type: ObjectId, ref: "Organization" },
+  inputs: { type: Object },
+  ip: { type: String, required: true },
+  prompt: String,
+  response: { type: Mixed, required: true },
+  originalRequest: { type: ObjectId, ref: "BotRequest" },
+  invoice: { type: ObjectId, ref: "Invoice" },
+};
+const BotRequest = mongoose.model("BotRequest", new Schema(botRequestFields, options));
+// An application whose schema adds fields named as what the service computes (a thread
+// item's `depth`, its `feedback` summary): same collection, its own values. (`feedback` is
+// a Mixed path as `inputs` is: a nested schema path would make Mongoose's toJSON put it
+// first, whatever the stored order.)
+const RatedBotRequest = mongoose.model(
+  "RatedBotRequest",
   new Schema(
-    {
-      images: [{ type: ObjectId, ref: "File" }],
-      success: { type: Boolean, required: true },
-      relatedRequests: [{ type: ObjectId, ref: "BotRequest" }],
-      bot: { type: ObjectId, ref: "Bot", required: true },
-      createdBy: { type: ObjectId, ref: "User" },
-      organization: { type: ObjectId, ref: "Organization" },
-      inputs: { type: Object },
-      ip: { type: String, required: true },
-      prompt: String,
-      response: { type: Mixed, required: true },
-      originalRequest: { type: ObjectId, ref: "BotRequest" },
-      invoice: { type: ObjectId, ref: "Invoice" },
-    },
+    { ...botRequestFields, feedback: { type: Object }, depth: Number },
     options,
   ),
+  "botrequests",
 );
-const MODELS = { Organization, User, Bot, File, Invoice, BotRequest };
+const MODELS = { Organization, User, Bot, File, Invoice, BotRequest, RatedBotRequest };
+const REQUEST_MODELS = [BotRequest, RatedBotRequest];
 
 // The seed's populate paths (GET /bot-requests/{id} serves these by default).
 const POPULATE = [
@@ -158,7 +166,7 @@ async function run(op) {
     }
     case "json": {
       let query = Model.findById(id);
-      if (op.populate !== false && Model === BotRequest) query = query.populate(POPULATE);
+      if (op.populate !== false && REQUEST_MODELS.includes(Model)) query = query.populate(POPULATE);
       // A bot's inputs name their bot, served as the seed serves them: `{"id": ...}`.
       if (op.populate !== false && Model === Bot) query = query.populate(POPULATE[1].populate);
       const doc = await query;
@@ -172,10 +180,8 @@ async function run(op) {
     }
     case "followup": {
       // As the application records a follow-up: create, then push + save on the original.
-      const child = await BotRequest.create(
-        Object.assign(fromEJSON(op.doc), { originalRequest: id }),
-      );
-      const parent = await BotRequest.findById(id);
+      const child = await Model.create(Object.assign(fromEJSON(op.doc), { originalRequest: id }));
+      const parent = await Model.findById(id);
       parent.relatedRequests.push(child._id);
       await parent.save();
       return { id: String(child._id) };
