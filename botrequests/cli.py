@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
-from botrequests import __version__
+from botrequests import __version__, setting_checks
 
 if TYPE_CHECKING:
     from botrequests.config import Settings
@@ -64,6 +64,27 @@ def _serve(args: argparse.Namespace, settings: "Settings") -> int:
     return 0
 
 
+def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
+    """An option checked as the setting it stands for is (argparse: one line, exit 2)."""
+
+    def parse(value: str) -> str:
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        if not re.fullmatch(r"\d{1,9}", value) or not low <= int(value) <= high:
+            raise argparse.ArgumentTypeError(f"a whole number from {low} to {high}")
+        return int(value)
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="botrequests",
@@ -75,10 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
-    serve.add_argument("--host", help="address to bind (default 127.0.0.1, setting HOST)")
-    serve.add_argument("--port", type=int, help="port (default 8000, setting PORT)")
+    serve.add_argument(
+        "--host", type=_checked(setting_checks.host), help="address to bind (setting HOST)"
+    )
+    serve.add_argument("--port", type=_bounded(1, 65535), help="port (setting PORT)")
     serve.add_argument("--reload", action="store_true", help="restart on code changes")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument("--workers", type=_bounded(1, 256), default=1, help="worker processes")
     serve.add_argument(
         "--import",
         dest="import_paths",
@@ -147,11 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             name = "_".join(str(part) for part in error["loc"]).upper()
             # Secrets (the admin token, a URI with a password) are never echoed.
             shown = "" if "TOKEN" in name or "URI" in name else f"={error.get('input')!r}"
-            print(f"botrequests: setting {name}{shown}: {error['msg']}", file=sys.stderr)
+            message = error["msg"].removeprefix("Value error, ")
+            print(f"botrequests: setting {name}{shown}: {message}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    # uvicorn's TRACE (5) is below DEBUG; logging knows it by number only.
+    level = 5 if settings.log_level == "trace" else settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "serve":
         return _serve(args, settings)
     return asyncio.run(_run_async(args, settings))

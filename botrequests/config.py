@@ -1,17 +1,23 @@
-"""Settings, read from the environment and `.env` (see `.env.example` for every one)."""
+"""Settings, read from the environment and `.env` (see `.env.example` for every one).
 
-from typing import Literal
+Every setting is checked here, when it is read: a bad one ends the command in one line
+naming it (exit 2), never in a traceback from the library that would have used it.
+"""
 
-from pydantic import Field
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from botrequests import setting_checks as checks
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     # Empty or `mongomock://...` selects the in-memory backend: nothing is kept after exit.
-    mongodb_uri: str = ""
-    mongodb_database: str = "botrequests"
+    mongodb_uri: Annotated[str, AfterValidator(checks.mongodb_uri)] = ""
+    mongodb_database: Annotated[str, AfterValidator(checks.database_name)] = "botrequests"
     # Short timeouts so an unreachable database turns into a quick 503, not a hung request.
     mongodb_timeout_ms: int = Field(default=3000, ge=100, le=120_000)
 
@@ -58,14 +64,17 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=1000, ge=10, le=1_000_000)
     # Addresses (comma-separated, or *) of the proxies whose X-Forwarded-For /
     # X-Forwarded-Proto are trusted; empty (default): none, the peer's address is the client's.
-    forwarded_allow_ips: str = Field(default="", max_length=4096)
+    forwarded_allow_ips: Annotated[str, AfterValidator(checks.forwarded_allow_ips)] = Field(
+        default="", max_length=4096
+    )
     # Most exports one worker streams at once (more: 429 with Retry-After): each holds a
     # page of documents and a cursor.
     export_max_concurrent: int = Field(default=4, ge=1, le=1000)
 
-    host: str = "127.0.0.1"
+    host: Annotated[str, AfterValidator(checks.host)] = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    log_level: str = "info"
+    # Any case; `trace` as uvicorn has it (below debug).
+    log_level: Annotated[checks.LogLevel, BeforeValidator(checks.lower)] = "info"
 
     @property
     def auth_enabled(self) -> bool:

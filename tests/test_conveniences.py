@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from bson import ObjectId
 
 from tests.factories import record, seed_world
@@ -117,6 +118,59 @@ def test_bad_settings_are_one_line_each_not_a_traceback():
     ]
     secret = _cli("serve", env={"MONGODB_TIMEOUT_MS": "1", "BOTREQUESTS_ADMIN_TOKEN": "s3cret"})
     assert "MONGODB_TIMEOUT_MS='1'" in secret.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "value", "says"),
+    [
+        ("serve", "MONGODB_URI", "notauri://x", "Invalid URI scheme"),
+        ("serve", "MONGODB_URI", "mongodb://user:pw@", "Empty host"),
+        ("import", "MONGODB_URI", "mongodb://user:pw@db/?nosuchoption=1", "Unknown option"),
+        ("purge", "MONGODB_URI", "mongodb+srv://user:pw@db.example.com:27017", "one host"),
+        ("serve", "MONGODB_URI", "mongodb://user:pw@db:99999", "Port must be"),
+        ("serve", "LOG_LEVEL", "loud", "Input should be 'critical', 'error', 'warning'"),
+        ("serve", "HOST", "not a host", "an IP address or a host name"),
+        ("serve", "MONGODB_DATABASE", "bot.requests", "a MongoDB database name"),
+        ("serve", "FORWARDED_ALLOW_IPS", "10.0.0.1;10.0.0.2", "not an address or network"),
+    ],
+)
+def test_bad_setting_is_one_line_and_exit_2(command, name, value, says):
+    args = [command, "x.json"] if command == "import" else [command]
+    done = _cli(*args, env={name: value})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"botrequests: setting {name}")
+    assert says in lines[0]
+    assert "pw" not in done.stderr  # a URI's password is never echoed
+
+
+def test_setting_checks_take_what_the_services_users_set():
+    from botrequests.config import Settings
+
+    good = Settings(
+        _env_file=None,
+        mongodb_uri="mongodb+srv://u:p%40ss@cluster0.example.net/app?retryWrites=true&w=majority",
+        mongodb_database="bot-requests_1",
+        host="::",
+        log_level="DEBUG",
+        forwarded_allow_ips="10.0.0.0/8, 127.0.0.1, ::1",
+    )
+    assert good.log_level == "debug"
+    assert Settings(_env_file=None, host="api.internal.example.com").host.endswith(".com")
+    assert Settings(_env_file=None, forwarded_allow_ips="*").forwarded_allow_ips == "*"
+
+
+def test_bad_serve_option_is_refused_before_anything_starts():
+    for args, says in [
+        (["--host", "a b"], "argument --host: an IP address or a host name"),
+        (["--port", "0"], "argument --port: a whole number from 1 to 65535"),
+        (["--workers", "-1"], "argument --workers: a whole number from 1 to 256"),
+    ]:
+        done = _cli("serve", *args)
+        assert done.returncode == 2
+        assert says in done.stderr.strip().splitlines()[-1], done.stderr
 
 
 def test_import_summarizes_many_dangling_references_and_reports_all(tmp_path: Path):
