@@ -14,7 +14,7 @@ from botrequests import __version__, auth, db, errors, importer, retention
 from botrequests import records as record_service
 from botrequests.config import Settings, settings
 from botrequests.documents import ApiKey, Organization
-from botrequests.errors import Unavailable
+from botrequests.errors import Unavailable, unavailable
 from botrequests.middleware import Guard
 from botrequests.responses import ERROR_RESPONSES
 from botrequests.routes import bot_requests, bots, erasures, health, keys, records, ui
@@ -119,9 +119,7 @@ def _admin_only(app: FastAPI, method: str, path: str) -> bool:
 
 async def _database_ready(request: Request) -> None:
     if not request.app.state.db_ready:
-        raise Unavailable(
-            f"database unavailable ({request.app.state.db_problem}); try again shortly"
-        )
+        raise Unavailable(unavailable(request.app.state.db_problem))
 
 
 async def _start_database(app: FastAPI, client: object, config: Settings) -> bool:

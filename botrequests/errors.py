@@ -116,9 +116,20 @@ async def _too_slow(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def unavailable(problem: str) -> str:
+    """The one 503 text, whether start-up has not reached the database yet or a call lost
+    it: `database unavailable (<what failed>); try again shortly`."""
+    return f"database unavailable ({problem}); try again shortly"
+
+
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.error("database unavailable: %s", type(exc).__name__)
-    return JSONResponse({"detail": "database unavailable, try again shortly"}, status_code=503)
+    problem = (
+        "starting"
+        if isinstance(exc, CollectionWasNotInitialized)
+        else f"unreachable ({type(exc).__name__})"
+    )
+    return JSONResponse({"detail": unavailable(problem)}, status_code=503)
 
 
 async def _corrupt_document(request: Request, exc: Exception) -> JSONResponse:

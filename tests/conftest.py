@@ -33,9 +33,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def lane_settings(uri: str) -> Settings:
     # Access control is off for the suite at large; tests/test_access.py turns it on.
+    # A longer timeout than the service's default: on a loaded machine a real server may
+    # take seconds to answer, and a test is about behaviour, not speed (tests of timeouts
+    # and outages set their own).
     return Settings(
         mongodb_uri=uri,
         mongodb_database="botrequests_test",
+        mongodb_timeout_ms=10_000,
         BOTREQUESTS_AUTH="off",
         _env_file=None,
     )
@@ -67,9 +71,18 @@ async def lane(request: pytest.FixtureRequest) -> AsyncIterator:
 async def app(lane):
     """The lane's app over an empty database. Tests that use neither it nor `client` /
     `raw` (a `botrequests serve` process, the benchmark) run once, in no lane."""
-    for model in DOCUMENT_MODELS:
-        await model.get_motor_collection().delete_many({})
-    return lane
+    database = lane.state.mongo[lane.state.settings.mongodb_database]
+    # Every collection, the models' and any a test wrote by itself; checked empty after,
+    # so that nothing an earlier test left (even a write still landing) reaches this one.
+    for _ in range(5):
+        names = {model.get_collection_name() for model in DOCUMENT_MODELS}
+        names |= {n for n in await database.list_collection_names() if not n.startswith("system.")}
+        for name in names:
+            await database[name].delete_many({})
+        left = [name for name in names if await database[name].find_one({}, {"_id": 1})]
+        if not left:
+            return lane
+    raise RuntimeError(f"collections not emptied before the test: {left}")
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ def served(*args: str, auth: bool = False) -> Iterator[Served]:
     threading.Thread(target=drain, daemon=True).start()
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a busy machine may take this long to start it
         while True:
             try:
                 if httpx.get(f"{base}/readyz").status_code == 200 and (key or not auth):

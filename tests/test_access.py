@@ -1,20 +1,20 @@
 """Access control, hostile input, database outages and request logs."""
 
-import asyncio
 import json
 import logging
 import socket
-import time
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from bson import ObjectId
 from pymongo.errors import ServerSelectionTimeoutError
 
-from botrequests import cli, db
+from botrequests import auth, cli, db
 from botrequests.app import create_app
 from botrequests.config import Settings
+from tests.setup_writes import eventually
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 
@@ -183,17 +183,23 @@ async def test_access_revoked_key_stops_working_and_only_hash_is_stored(client, 
     ).status_code == 404
 
 
-async def test_access_key_revoked_elsewhere_stops_within_the_cache_bound(app, client, raw, secured):
+async def test_access_key_revoked_elsewhere_stops_within_the_cache_bound(
+    app, client, raw, secured, monkeypatch
+):
     """A key revoked by another worker (here: in the database) is trusted by this worker
     for at most KEY_CACHE_SECONDS, then refused; a key never looked up is not cached."""
-    app.state.settings = app.state.settings.model_copy(update={"key_cache_seconds": 0.5})
+    app.state.settings = app.state.settings.model_copy(update={"key_cache_seconds": 5})
+    # The cache's clock, moved by the test: what counts is how long, not how fast.
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(auth, "time", SimpleNamespace(monotonic=lambda: clock["now"]))
     a = await tenant(client, "A")
     assert (await client.get("/bot-requests", headers=a["headers"])).status_code == 200
     revoked = {"$set": {"revokedAt": datetime.now(UTC)}}
     await raw.apikeys.update_one({"_id": ObjectId(a["key"]["id"])}, revoked)
+    clock["now"] += 4.9
     within = await client.get("/bot-requests", headers=a["headers"])
-    assert within.status_code == 200  # this worker looked it up under 0.5 s ago
-    await asyncio.sleep(0.6)
+    assert within.status_code == 200  # this worker looked it up under 5 s ago
+    clock["now"] += 0.2
     assert (await client.get("/bot-requests", headers=a["headers"])).status_code == 401
     b = await tenant(client, "B")
     await raw.apikeys.update_one({"_id": ObjectId(b["key"]["id"])}, revoked)
@@ -317,11 +323,13 @@ async def test_outage_service_starts_answers_503_quickly_and_health_stays_up():
                 ("POST", "/organizations"),
                 ("GET", "/bot-requests/stats"),
             ]:
-                started = time.monotonic()
                 response = await client.request(method, path, json={"name": "x"})
                 assert response.status_code == 503, (path, response.text)
-                assert "database unavailable" in response.json()["detail"]
-                assert time.monotonic() - started < 3
+                # Said by the readiness check, which never waits on the database.
+                assert response.json() == {
+                    "detail": "database unavailable (unreachable (ServerSelectionTimeoutError)); "
+                    "try again shortly"
+                }
 
 
 async def test_outage_recovers_by_itself_when_database_comes_back(app, monkeypatch):
@@ -342,11 +350,10 @@ async def test_outage_recovers_by_itself_when_database_comes_back(app, monkeypat
             transport = httpx.ASGITransport(app=other)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 assert (await client.get("/bot-requests")).status_code == 503
-                for _ in range(50):
-                    await asyncio.sleep(0.1)
-                    if (await client.get("/bot-requests")).status_code == 200:
-                        break
-                assert (await client.get("/bot-requests")).status_code == 200
+                back = await eventually(
+                    lambda: client.get("/bot-requests"), lambda r: r.status_code == 200
+                )
+                assert back.status_code == 200
                 assert calls["n"] == 2
     finally:
         # Beanie binds documents globally: bind them back to the session's database.

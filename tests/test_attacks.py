@@ -39,12 +39,12 @@ HOSTILE_BODIES = {
 @pytest.mark.parametrize("name", list(HOSTILE_BODIES))
 def test_body_guard_checks_a_hostile_megabyte_promptly(name):
     body = HOSTILE_BODIES[name]
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other work on the machine does not count
     stripped = bodyguard.strip_strings(body)
     if not bodyguard.depth_exceeds(stripped, 32):
         bodyguard.unstorable(body, stripped)
     # Quadratic took 17.6 s at 64 KB; linear takes well under a second at 1 MiB.
-    assert time.perf_counter() - started < 5, name
+    assert time.process_time() - started < 5, name
 
 
 async def test_body_guard_escaped_quotes_do_not_freeze_other_requests(client):
@@ -52,11 +52,11 @@ async def test_body_guard_escaped_quotes_do_not_freeze_other_requests(client):
     post = asyncio.create_task(
         client.post("/bot-requests", content=body, headers={"content-type": "application/json"})
     )
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other work on the machine does not count
     response = await post
     assert response.status_code == 422
     assert (await client.get("/healthz")).status_code == 200
-    assert time.perf_counter() - started < 5
+    assert time.process_time() - started < 5
 
 
 def test_body_guard_counts_depth_exactly():

@@ -3,6 +3,7 @@ the event loop free while the embedded database works, thread answers bounded, s
 queries reported as slow."""
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ from pymongo.errors import ExecutionTimeout, NetworkTimeout, ServerSelectionTime
 
 from botrequests import db, prompts
 from tests.factories import record, request_body, seed_world, template_bot
+from tests.setup_writes import insert_all
 
 OPTIONS = [str(i) for i in range(1000)]
 
@@ -34,9 +36,9 @@ async def test_multiselect_with_a_quarter_million_values_refused_promptly(client
     world = await seed_world(client)
     bot = await multiselect_bot(client)
     body = request_body(world, bot=bot, inputs={"tags": ["7"] * 250_000})
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other work on the machine does not count
     response = await client.post("/bot-requests", json=body)
-    assert time.perf_counter() - started < 5  # O(values x options) took 5.3 s
+    assert time.process_time() - started < 5  # O(values x options) took 5.3 s
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "inputs", "tags"]
     assert "at most 1000 values" in response.json()["detail"][0]["msg"]
@@ -59,10 +61,10 @@ def test_option_checks_are_set_lookups():
         "options": [{"label": str(i), "value": i} for i in range(1000)],
     }
     values = list(range(1000))
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other work on the machine does not count
     for _ in range(200):  # a batch of 200 such requests
         assert prompts.check_value(definition, values) is None
-    assert time.perf_counter() - started < 5
+    assert time.process_time() - started < 5
     assert prompts.check_value(definition, [True]) is not None  # a boolean is not 1
     assert prompts.check_value({**definition, "inputType": "select"}, 999.0) is None
     nested = {"inputType": "select", "options": [{"value": {"a": [1, 2]}}]}
@@ -77,10 +79,10 @@ def test_file_input_lists_are_bounded():
 
 def test_render_stops_before_building_a_huge_prompt():
     template = "{t}" * 60_000
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other work on the machine does not count
     with pytest.raises(prompts.PromptTooLong):
         prompts.render(template, {"t": "x" * 100_000})
-    assert time.perf_counter() - started < 1
+    assert time.process_time() - started < 1
     assert prompts.render("{t}{t}", {"t": "ab"}) == "abab"
 
 
@@ -106,7 +108,8 @@ async def test_template_that_would_build_a_huge_prompt_422(client, raw):
 async def insert_chain(raw, bot: ObjectId, length: int) -> list[ObjectId]:
     ids = [ObjectId() for _ in range(length)]
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    await raw.botrequests.insert_many(
+    await insert_all(
+        raw.botrequests,
         [
             {
                 "_id": ids[i],
@@ -117,7 +120,7 @@ async def insert_chain(raw, bot: ObjectId, length: int) -> list[ObjectId]:
                 "createdAt": start + timedelta(seconds=i),
             }
             for i in range(length)
-        ]
+        ],
     )
     return ids
 
@@ -131,26 +134,31 @@ async def test_health_answers_while_a_long_embedded_thread_lookup_runs(
 
     world = await seed_world(client)
     ids = await insert_chain(raw, ObjectId(world["bot"]["id"]), 50)
-    # A lookup that keeps the embedded database busy for 2 s (as a scan of a large
-    # collection does): mongomock's own code, blocking, wherever it runs.
+    # A lookup that holds the embedded database (as a scan of a large collection does):
+    # mongomock's own code, blocking wherever it runs, until /healthz has answered. Were
+    # it on the event loop, /healthz could not answer before it let go (at the latest
+    # after HOLD seconds), and the order of events below would say so.
     original = mongomock.collection.Collection.aggregate
+    inside, release, events = threading.Event(), threading.Event(), []
+    hold = 60
 
     def slow_aggregate(self, *args, **kwargs):
-        time.sleep(2)
+        inside.set()
+        release.wait(hold)
+        events.append("lookup let go")
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(mongomock.collection.Collection, "aggregate", slow_aggregate)
     lookup = asyncio.create_task(
         client.get(f"/bot-requests/{ids[-1]}/thread", params={"populate": "none"})
     )
-    await asyncio.sleep(0.2)  # the lookup is now inside the embedded database
-    started = time.perf_counter()
+    assert await asyncio.to_thread(inside.wait, hold)  # the lookup is in the database
     health = await client.get("/healthz")
-    waited = time.perf_counter() - started
+    events.append("health answered")
+    release.set()
     assert health.status_code == 200
-    assert not lookup.done(), "the lookup should still be running"
-    assert waited < 1.0  # on the loop, mongomock made /healthz wait for the whole lookup
     thread = await lookup
+    assert events[:2] == ["health answered", "lookup let go"]  # then its other aggregations
     assert thread.status_code == 200
     assert len(thread.json()["items"]) == 50
 
@@ -160,9 +168,9 @@ async def test_embedded_thread_of_a_thousand_is_quick(client, raw, app):
     document reached (a chain of 1 000 took 15 s)."""
     world = await seed_world(client)
     ids = await insert_chain(raw, ObjectId(world["bot"]["id"]), 1000)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time (every thread of this process), not the clock's
     thread = await client.get(f"/bot-requests/{ids[500]}/thread", params={"populate": "none"})
-    assert time.perf_counter() - started < 10  # generous: well under a second here
+    assert time.process_time() - started < 10  # generous: well under a second here
     assert [r["depth"] for r in thread.json()["items"]] == list(range(1000))
 
 
@@ -254,16 +262,19 @@ async def test_slow_query_504_outage_503(client, monkeypatch, error, status):
     assert response.status_code == status
     detail = response.json()["detail"]
     assert ("in time" in detail) == (status == 504)
-    assert ("unavailable" in detail) == (status == 503)
+    if status == 503:  # the same words as while start-up waits for the database
+        assert detail == (
+            "database unavailable (unreachable (ServerSelectionTimeoutError)); try again shortly"
+        )
 
 
 def test_import_array_item_lines_linear():
     from botrequests.importfile import item_lines as _array_item_lines
 
     text = "[\n" + ",\n".join(f'{{"a": {i}}}' for i in range(200_000)) + "\n]"
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other work on the machine does not count
     lines = _array_item_lines(text)
-    assert time.perf_counter() - started < 5  # counting from the start each time: minutes
+    assert time.process_time() - started < 5  # counting from the start each time: minutes
     assert lines[:3] == [2, 3, 4]
     assert lines[-1] == 200_001
 
@@ -273,11 +284,12 @@ async def test_stats_answer_bounded_to_the_largest_groups(client, raw, monkeypat
 
     world = await seed_world(client)
     bot = ObjectId(world["bot"]["id"])
-    await raw.botrequests.insert_many(
+    await insert_all(
+        raw.botrequests,
         [
             {"bot": bot, "success": True, "sessionKey": f"s{i % 7}", "createdAt": datetime.now(UTC)}
             for i in range(7 * 3 + 2)  # s0 and s1 hold 4 requests, the rest 3
-        ]
+        ],
     )
     monkeypatch.setattr(analytics, "STATS_MAX_GROUPS", 2)
     body = (await client.get("/bot-requests/stats", params={"groupBy": "sessionKey"})).json()
@@ -297,9 +309,9 @@ async def test_embedded_backend_warns_once_when_it_grows_large(app, raw, caplog,
     monkeypatch.setattr(embedded, "GROWTH_WARNING_DOCUMENTS", 50)
     monkeypatch.setattr(embedded, "_warned", set())
     caplog.set_level("WARNING", logger="botrequests.db")
-    await raw.botrequests.insert_many([{"n": i} for i in range(40)])
+    await insert_all(raw.botrequests, [{"n": i} for i in range(40)])
     assert "MONGODB_URI" not in caplog.text
-    await raw.botrequests.insert_many([{"n": i} for i in range(20)])
+    await insert_all(raw.botrequests, [{"n": i} for i in range(20)])
     await raw.botrequests.insert_one({"n": 99})
     warnings = [r for r in caplog.records if "MONGODB_URI" in r.getMessage()]
     assert len(warnings) == 1

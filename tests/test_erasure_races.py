@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from bson import ObjectId
 
 from botrequests import erasure, retention
+from tests.setup_writes import insert_all
 
 WRITERS = 6
 MOST_WRITES = 3000  # per writer: bounded even if the erasure never ended
@@ -166,7 +167,8 @@ async def test_retention_leaves_no_feedback_while_feedback_is_written(client, ra
     bot = (await client.post("/bots", json={"name": "B", "slug": "b"})).json()["id"]
     old = datetime.now(UTC) - timedelta(days=60)
     ids = [ObjectId() for _ in range(retention.SWEEP_BATCH * 2 + 100)]
-    await raw.botrequests.insert_many(
+    await insert_all(
+        raw.botrequests,
         [
             {
                 "_id": oid,
@@ -180,7 +182,7 @@ async def test_retention_leaves_no_feedback_while_feedback_is_written(client, ra
                 "__v": 0,
             }
             for oid in ids
-        ]
+        ],
     )
     done = asyncio.Event()
     answers: list[int] = []

@@ -15,6 +15,7 @@ from bson import ObjectId, json_util
 
 from tests import mongoose_peer
 from tests.factories import record, seed_world
+from tests.setup_writes import insert_all
 
 pytestmark = pytest.mark.realmongo
 FIXTURES = Path(__file__).parent / "data" / "mongoose"
@@ -59,7 +60,7 @@ async def served(client, identifier: str, **params: str) -> dict[str, Any]:
 
 async def load_raw(raw, lines: dict[str, list[dict]]) -> None:
     for name, docs in lines.items():
-        await raw[name].insert_many(docs)
+        await insert_all(raw[name], docs)
 
 
 async def test_mongoose_written_requests_served_as_mongoose_serves_them(client, raw, mongoose):
@@ -67,14 +68,15 @@ async def test_mongoose_written_requests_served_as_mongoose_serves_them(client, 
     # an older document laden with nulls and missing arrays, one whose invoice is gone.
     for path in sorted(FIXTURES.glob("*.json")):
         docs = [json_util.loads(line) for line in path.read_text().splitlines() if line]
-        await raw[path.stem].insert_many(docs)
+        await insert_all(raw[path.stem], docs)
     bot, user, org = (
         "64880aac2f5e4553ddac6eaf",
         "64483f3290c195691be41d57",
         "644853d690c195691be42075",
     )
     older, orphan = ObjectId(), ObjectId()
-    await raw.botrequests.insert_many(
+    await insert_all(
+        raw.botrequests,
         [
             {
                 "_id": older,
@@ -99,7 +101,7 @@ async def test_mongoose_written_requests_served_as_mongoose_serves_them(client, 
                 "invoice": ObjectId(),  # deleted since
                 "__v": 0,
             },
-        ]
+        ],
     )
     # Mongoose itself: a new request, and a follow-up by create + push + save.
     made, followup = mongoose(

@@ -11,6 +11,7 @@ from bson import ObjectId
 
 from botrequests import analytics, db
 from tests.factories import record, seed_world
+from tests.setup_writes import insert_all
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -25,7 +26,7 @@ async def generated(raw, count: int = 300, seed: int = 7) -> tuple[list[dict], d
         "users": [{"_id": ObjectId(), "name": f"user {i}"} for i in range(4)],
     }
     for collection, docs in refs.items():
-        await raw[collection].insert_many([dict(doc) for doc in docs])
+        await insert_all(raw[collection], [dict(doc) for doc in docs])
     docs = []
     for i in range(count):
         bot = rng.choice(refs["bots"])
@@ -44,7 +45,7 @@ async def generated(raw, count: int = 300, seed: int = 7) -> tuple[list[dict], d
                 "createdAt": T0 + timedelta(hours=i * 3),
             }
         )
-    await raw.botrequests.insert_many([dict(doc) for doc in docs])
+    await insert_all(raw.botrequests, [dict(doc) for doc in docs])
     return docs, refs
 
 
@@ -246,7 +247,8 @@ async def test_export_streams_10000_requests_as_ndjson_in_batches(client, raw):
     world = await seed_world(client)
     bot = ObjectId(world["bot"]["id"])
     count = 10_000
-    await raw.botrequests.insert_many(
+    await insert_all(
+        raw.botrequests,
         [
             {
                 "_id": ObjectId(),
@@ -257,7 +259,7 @@ async def test_export_streams_10000_requests_as_ndjson_in_batches(client, raw):
                 "createdAt": T0 + timedelta(seconds=i // 2),  # ties: (createdAt, _id) keyset
             }
             for i in range(count)
-        ]
+        ],
     )
     with db.count_round_trips() as counter:
         async with client.stream("GET", "/bot-requests/export", params={"populate": "bot"}) as r:

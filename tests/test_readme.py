@@ -68,6 +68,7 @@ def test_readme_flow_works_as_written(marker: str, block: str):
             timeout=120,
         )
     assert done.returncode == 0, f"{block}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+    assert "% Total" not in done.stderr, "a curl without -s prints its progress meter"
     for needle, shown in EXPECTED.items():
         if needle in block:
             for text in shown:

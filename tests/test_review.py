@@ -18,6 +18,7 @@ from botrequests import analytics, cli, db, importer, retention
 from botrequests import documents as auth_documents
 from botrequests.schemas import ExportQuery
 from botrequests.timeutil import now
+from tests.setup_writes import insert_all
 from tests.test_access import ADMIN, records_of
 from tests.test_scopes import keys_of_every_scope
 
@@ -138,14 +139,15 @@ async def test_purge_skips_an_unusable_retention_and_sweeps_the_others(raw, caps
     from tests.test_retention import request
 
     good, huge, text = ObjectId(), ObjectId(), ObjectId()
-    await raw.organizations.insert_many(
+    await insert_all(
+        raw.organizations,
         [
             {"_id": huge, "name": "Huge", "retentionDays": 10**6},  # timedelta overflows
             {"_id": text, "name": "Text", "retentionDays": 1.5},
             {"_id": good, "name": "Good", "retentionDays": 30},
-        ]
+        ],
     )
-    await raw.botrequests.insert_many([request(org, 60) for org in (good, huge, text)])
+    await insert_all(raw.botrequests, [request(org, 60) for org in (good, huge, text)])
     assert await cli._purge(dry_run=True) == 1
     assert await cli._purge(dry_run=False) == 1
     out = capsys.readouterr()

@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from botrequests.app import create_app
 from botrequests.schemas import ExportQuery
 from tests.conftest import lane_settings
 from tests.factories import seed_world
+from tests.setup_writes import insert_all
 from tests.wire import wire_server
 
 OTHER_DB = "botrequests_neighbour"
@@ -136,7 +138,8 @@ async def test_start_up_retry_survives_any_error_and_readyz_tells_why(app, monke
         assert first.status_code == 503
         assert first.json()["detail"] == "database unreachable (ServerSelectionTimeoutError)"
         assert (await http.get("/bot-requests")).status_code == 503
-        for _ in range(100):
+        deadline = time.monotonic() + 120  # a busy machine's time; a few tenths of a second idle
+        while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
             ready = await http.get("/readyz")
             if ready.status_code == 200:
@@ -175,7 +178,8 @@ async def test_start_up_down_then_up_with_conflicting_indexes(app, caplog):
                     assert down.status_code == 503
                     assert "unreachable" in down.json()["detail"]
                     server.start()
-                    for _ in range(120):
+                    deadline = time.monotonic() + 180  # the server's start, on a busy machine
+                    while time.monotonic() < deadline:
                         ready = await http.get("/readyz")
                         if ready.status_code == 200:
                             break
@@ -301,7 +305,8 @@ async def _export_peak(docs: int, prompt_bytes: int, raw, world) -> tuple[int, i
     bytes it streamed."""
     bot = ObjectId(world["bot"]["id"])
     for start in range(0, docs, 8):  # inserted a few at a time: the test's own memory
-        await raw.botrequests.insert_many(
+        await insert_all(
+            raw.botrequests,
             [
                 {
                     "bot": bot,
@@ -312,7 +317,7 @@ async def _export_peak(docs: int, prompt_bytes: int, raw, world) -> tuple[int, i
                     "createdAt": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i),
                 }
                 for i in range(start, min(docs, start + 8))
-            ]
+            ],
         )
     gc.collect()
     tracemalloc.start()

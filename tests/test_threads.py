@@ -8,6 +8,7 @@ from bson import ObjectId
 
 from botrequests import db, repair
 from tests.factories import record, seed_world
+from tests.setup_writes import insert_all
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -38,7 +39,7 @@ async def insert_chain(raw, depth: int) -> list[ObjectId]:
         raw_request(oid, ids[i - 1] if i else None, i, relatedRequests=ids[i + 1 : i + 2])
         for i, oid in enumerate(ids)
     ]
-    await raw.botrequests.insert_many(docs)
+    await insert_all(raw.botrequests, docs)
     return ids
 
 
@@ -148,10 +149,11 @@ async def test_thread_wide_branches(client, raw):
     root = ObjectId()
     children = [ObjectId() for _ in range(200)]
     grandchildren = [ObjectId() for _ in range(200)]
-    await raw.botrequests.insert_many(
+    await insert_all(
+        raw.botrequests,
         [raw_request(root, None, 0)]
         + [raw_request(c, root, 1 + i) for i, c in enumerate(children)]
-        + [raw_request(g, children[i], 300 + i) for i, g in enumerate(grandchildren)]
+        + [raw_request(g, children[i], 300 + i) for i, g in enumerate(grandchildren)],
     )
     body = (
         await client.get(f"/bot-requests/{grandchildren[7]}/thread", params={"populate": "none"})
@@ -162,13 +164,14 @@ async def test_thread_wide_branches(client, raw):
 
 async def test_thread_cycle_takes_oldest_member_and_says_so(client, raw):
     a, b, c, tail = ObjectId(), ObjectId(), ObjectId(), ObjectId()
-    await raw.botrequests.insert_many(
+    await insert_all(
+        raw.botrequests,
         [
             raw_request(a, c, 5),  # a follows up c
             raw_request(b, a, 3),  # the oldest member of the cycle a → c → b → a
             raw_request(c, b, 7),
             raw_request(tail, c, 9),
-        ]
+        ],
     )
     for start in (a, b, c, tail):
         response = await client.get(f"/bot-requests/{start}/thread", params={"populate": "none"})
@@ -186,12 +189,13 @@ async def test_thread_cycle_takes_oldest_member_and_says_so(client, raw):
 
 async def test_thread_self_cycle_and_dangling_parent(client, raw):
     alone, orphan, child = ObjectId(), ObjectId(), ObjectId()
-    await raw.botrequests.insert_many(
+    await insert_all(
+        raw.botrequests,
         [
             raw_request(alone, alone, 1),
             raw_request(orphan, ObjectId(), 2),  # its parent was never written
             raw_request(child, orphan, 3, relatedRequests=[alone, alone]),
-        ]
+        ],
     )
     body = (await client.get(f"/bot-requests/{alone}/thread")).json()
     assert body["cycle"] is True
@@ -227,13 +231,14 @@ async def test_thread_unknown_id_404_malformed_422(client):
 
 async def test_repair_threads_rebuilds_related_requests_idempotently(client, raw):
     parent, kid1, kid2, stray = ObjectId(), ObjectId(), ObjectId(), ObjectId()
-    await raw.botrequests.insert_many(
+    await insert_all(
+        raw.botrequests,
         [
             # missing kid2 (a crash between the two writes), a stray id and a duplicate
             raw_request(parent, None, 0, relatedRequests=[kid1, stray, kid1], userAgent="x"),
             raw_request(kid1, parent, 1),
             raw_request(kid2, parent, 2),
-        ]
+        ],
     )
     repairs = await repair.repair_related_requests()
     assert len(repairs) == 1
@@ -252,6 +257,6 @@ async def test_repair_threads_rebuilds_related_requests_idempotently(client, raw
 async def test_thread_after_crash_between_writes_still_complete(client, raw, scope):
     """The follow-up was written but the `$addToSet` never ran: readers see it anyway."""
     parent, kid = ObjectId(), ObjectId()
-    await raw.botrequests.insert_many([raw_request(parent, None, 0), raw_request(kid, parent, 1)])
+    await insert_all(raw.botrequests, [raw_request(parent, None, 0), raw_request(kid, parent, 1)])
     body = (await client.get(f"/bot-requests/{kid}/thread", params={"scope": scope})).json()
     assert [r["request"]["id"] for r in body["items"]] == [str(parent), str(kid)]

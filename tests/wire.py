@@ -58,7 +58,7 @@ class WireServer:
             stderr=subprocess.STDOUT,
             cwd=self.storage.parent,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a busy machine may take this long
         while True:
             try:
                 with MongoClient(self.uri, serverSelectionTimeoutMS=500) as probe:
