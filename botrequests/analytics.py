@@ -222,7 +222,8 @@ async def sessions(prefix: str | None, limit: int) -> list[dict[str, Any]]:
 
 EXPORT_BATCH = 500  # documents per page at most (one query; populated together)
 # A page stops growing once the stored documents it holds reach this many bytes, so what an
-# export holds is bounded by bytes, not by a count of documents of any size (README).
+# export holds is bounded by bytes, not by a count of documents of any size
+# (docs/reading/queries.md).
 EXPORT_PAGE_BYTES = 4 * 1024 * 1024
 EXPORT_FIRST_PAGE = 8
 EXPORT_CHUNK_BYTES = 1024 * 1024  # sent to the client as soon as this much is serialized

@@ -208,7 +208,7 @@ DEV_KEYS_MAX = 20
 
 async def _bootstrap_development_key(config: Settings) -> None:
     """On the embedded backend with access control on, issue development keys and print
-    them, so that every flow of the README works with what the log shows: one per
+    them, so that every flow of the docs works with what the log shows: one per
     imported organization (`serve --import`), else one for a new Development
     organization."""
     if not (config.embedded and config.auth_enabled):

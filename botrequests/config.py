@@ -53,8 +53,8 @@ class Settings(BaseSettings):
     # purge` only).
     retention_sweep_seconds: float = Field(default=3600, ge=0, le=7 * 86_400)
 
-    # Slow and numerous clients (`botrequests serve`; docs/security.md): a request head
-    # must arrive within HEADER_TIMEOUT_SECONDS and MAX_HEADER_BYTES, its body within
+    # Slow and numerous clients (`botrequests serve`; docs/security/hostile-input.md): a
+    # request head must arrive within HEADER_TIMEOUT_SECONDS and MAX_HEADER_BYTES, its body within
     # BODY_TIMEOUT_SECONDS (else 408); an idle connection closes after KEEP_ALIVE_SECONDS;
     # past MAX_CONNECTIONS open connections, new requests get 503.
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=600)

@@ -202,7 +202,7 @@ class BotRequest(StoredDocument):
         # Every lookup the service makes; newest-first pages sort by (createdAt, _id).
         # (equality field, createdAt, _id) serves that filter with the newest-first sort
         # and the keyset cursor; the thread lookup's `$graphLookup` down uses the
-        # originalRequest one. README lists which query each index serves.
+        # originalRequest one. docs/reading/queries.md lists which query each index serves.
         indexes = [
             IndexModel([("createdAt", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)]),
             IndexModel([("updatedAt", pymongo.DESCENDING)]),

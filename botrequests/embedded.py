@@ -167,7 +167,7 @@ class _LatentAggregation(AsyncLatentCommandCursor):
 
 
 # Past this many documents in one collection a filtered page takes ~100 ms or more on
-# this backend (it scans; README "How the embedded backend's cost grows"): said once.
+# this backend (it scans; docs/benchmarks.md): said once.
 GROWTH_WARNING_DOCUMENTS = 12_000
 _warned: set[str] = set()
 

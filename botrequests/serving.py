@@ -1,4 +1,4 @@
-"""uvicorn's HTTP protocols with the bounds a public listener needs (issue 27, finding 6).
+"""uvicorn's HTTP protocols with the bounds a public listener needs.
 
 uvicorn closes a connection that stays idle after a response (`timeout_keep_alive`), but
 not one that never finishes its request head: a client sending a header line now and then,

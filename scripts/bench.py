@@ -41,7 +41,7 @@ from botrequests.app import create_app  # noqa: E402
 from botrequests.config import Settings  # noqa: E402
 from botrequests.documents import Bot, BotRequest, File, Invoice, Organization, User  # noqa: E402
 from botrequests.serialize import dump, dump_bot  # noqa: E402
-from scripts import latency  # noqa: E402
+from scripts import docs_table, latency  # noqa: E402
 
 ROWS: list[tuple[str, str, str, str]] = []
 SERVER_OPS: dict[str, Any] = {"uri": None}  # set when the server's own counters are read
@@ -364,7 +364,9 @@ async def bench_growth(sizes: list[int]) -> None:
                 )
 
 
-async def main(smoke: bool, backend: str) -> None:
+async def main(smoke: bool, backend: str, docs: Path | None) -> None:
+    if docs is not None and backend != "wire" and os.environ.get("MONGODB_URI"):
+        raise SystemExit("--docs writes the embedded or the wire table: unset MONGODB_URI")
     if backend == "wire":
         sys.path.insert(0, str(ROOT))
         from tests.wire import wire_server
@@ -372,9 +374,12 @@ async def main(smoke: bool, backend: str) -> None:
         with wire_server() as server:
             os.environ["MONGODB_URI"] = server.uri  # for `botrequests serve` too
             SERVER_OPS["uri"] = server.uri
-            await run(smoke, f"SecantusDB {server_version(server.uri)} (wire protocol)")
-        return
-    await run(smoke, "MongoDB" if os.environ.get("MONGODB_URI") else "embedded (mongomock)")
+            table = await run(smoke, f"SecantusDB {server_version(server.uri)} (wire protocol)")
+    else:
+        name = "MongoDB" if os.environ.get("MONGODB_URI") else "embedded (mongomock)"
+        table = await run(smoke, name)
+    if docs is not None:
+        docs_table.write(f"bench-{backend}", table, docs)
 
 
 def server_version(uri: str) -> str:
@@ -385,7 +390,7 @@ def server_version(uri: str) -> str:
     return str(info.get("secantusVersion", info["version"]))
 
 
-async def run(smoke: bool, backend: str) -> None:
+async def run(smoke: bool, backend: str) -> str:
     uri = os.environ.get("MONGODB_URI", "")
     # Access control off: an API key adds one indexed lookup (one round trip) per call.
     settings = Settings(
@@ -409,14 +414,16 @@ async def run(smoke: bool, backend: str) -> None:
     if not uri:
         await bench_growth([100, 300] if smoke else [1_000, 10_000, 30_000])
 
-    print(
-        f"\nbotrequests benchmark — backend: {backend}; {platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}\n"
-    )
-    print("| what | result | round trips | note |")
-    print("|---|---|---|---|")
-    for name, value, trips, note in ROWS:
-        print(f"| {name} | {value} | {trips} | {note} |")
+    lines = [
+        f"botrequests benchmark — backend: {backend}; {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}",
+        "",
+        "| what | result | round trips | note |",
+        "|---|---|---|---|",
+        *(f"| {name} | {value} | {trips} | {note} |" for name, value, trips, note in ROWS),
+    ]
+    print("\n" + "\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
@@ -429,6 +436,14 @@ if __name__ == "__main__":
         help="wire: start a SecantusDB server (pip install -e '.[test]') and run against it; "
         "MONGODB_URI=... runs against any other server",
     )
+    parser.add_argument(
+        "--docs",
+        nargs="?",
+        type=Path,
+        const=docs_table.PAGE,
+        metavar="PAGE",
+        help="also write the table into docs/benchmarks.md (or PAGE), with date and machine",
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one log line per request skews timing
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.smoke, arguments.backend))
+    asyncio.run(main(arguments.smoke, arguments.backend, arguments.docs))

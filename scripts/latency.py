@@ -40,6 +40,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts import docs_table  # noqa: E402
 from tests.servers import free_port, served  # noqa: E402
 
 CONNECTIONS = 8
@@ -234,22 +235,34 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6)
     parser.add_argument("--generator", choices=["auto", "wrk", "processes"], default="auto")
+    parser.add_argument(
+        "--docs",
+        nargs="?",
+        type=Path,
+        const=docs_table.PAGE,
+        metavar="PAGE",
+        help="also write the table into docs/benchmarks.md (or PAGE), with date and machine",
+    )
     args = parser.parse_args()
     os.environ["LOG_LEVEL"] = "warning"  # no log line per request, on either side
     load, method = load_generator(args.generator)
     rows = measure(args.rounds, args.seconds, load)
-    print(
-        f"\nlatency — {method}, {args.seconds:g} s per run, median of {args.rounds} "
-        f"alternating rounds; one uvicorn worker each, embedded backend, {os.cpu_count()} cores\n"
-    )
-    print("| case | p50 / p99 / req/s | bare p50 / p99 / req/s | p50 ratio | req/s ratio |")
-    print("|---|---|---|---|---|")
-    for name, ours, theirs in rows:
-        print(
+    lines = [
+        f"latency — {method}, {args.seconds:g} s per run, median of {args.rounds} "
+        f"alternating rounds; one uvicorn worker each, embedded backend, {os.cpu_count()} cores",
+        "",
+        "| case | p50 / p99 / req/s | bare p50 / p99 / req/s | p50 ratio | req/s ratio |",
+        "|---|---|---|---|---|",
+        *(
             f"| {name} | {ours.p50:.2f} / {ours.p99:.2f} ms / {ours.rps:,.0f} "
             f"| {theirs.p50:.2f} / {theirs.p99:.2f} ms / {theirs.rps:,.0f} "
             f"| {ours.p50 / theirs.p50:.2f}× | {theirs.rps / ours.rps:.2f}× fewer |"
-        )
+            for name, ours, theirs in rows
+        ),
+    ]
+    print("\n" + "\n".join(lines))
+    if args.docs is not None:
+        docs_table.write("latency", "\n".join(lines), args.docs)
 
 
 if __name__ == "__main__":

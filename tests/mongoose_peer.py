@@ -16,7 +16,7 @@ from typing import Any
 
 # The last release of each major from 6 on. Mongoose 5 (end of life) serves the same
 # values but puts a document's array paths first whatever their stored place; the
-# fixtures, made with 9.12, follow 6 and later (README).
+# fixtures, made with 9.12, follow 6 and later (docs/recording/mongoose.md).
 VERSIONS = ("6.13.11", "7.8.13", "8.24.10", "9.12.1")
 PEER = Path(__file__).parent / "mongoose" / "peer.js"
 CACHE = Path(os.environ.get("BOTREQUESTS_MONGOOSE_CACHE", Path.home() / ".cache" / "botrequests"))

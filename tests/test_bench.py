@@ -15,8 +15,11 @@ def run_script(*args: str) -> str:
     return done.stdout
 
 
-def test_bench_smoke_prints_the_table():
-    table = run_script("scripts/bench.py", "--smoke")
+def test_bench_smoke_prints_the_table_and_writes_it_into_the_docs(tmp_path):
+    page = tmp_path / "benchmarks.md"
+    original = (ROOT / "docs" / "benchmarks.md").read_text()
+    page.write_text(original)
+    table = run_script("scripts/bench.py", "--smoke", "--docs", str(page))
     for name in (
         "single POST /bot-requests (HTTP)",
         "POST /bot-requests/batch",
@@ -31,6 +34,17 @@ def test_bench_smoke_prints_the_table():
     assert "| page of 100, populated |" in table
     assert "| 6 trips |" in table  # a populated page: the page + one query per collection
     assert "| 8 trips |" in table  # a thread: up, down, population, feedback
+    # --docs: the embedded region holds this table, headed by when, where and how; the
+    # rest of the page is as it was.
+    written = page.read_text()
+    region = written.split("<!-- generated: bench-embedded -->\n")[1].split("<!-- end:")[0]
+    assert region.startswith("Measured ")
+    assert "`python scripts/bench.py --smoke --docs" in region
+    assert table.strip().splitlines()[-1] in region
+    outside = written.replace(region, "")
+    assert outside == original.replace(
+        original.split("<!-- generated: bench-embedded -->\n")[1].split("<!-- end:")[0], ""
+    )
 
 
 def test_latency_script_prints_both_sides_and_ratios():

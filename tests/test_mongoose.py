@@ -8,6 +8,7 @@ from bson import ObjectId
 
 from botrequests import importer
 from tests.factories import post, seed_world
+from tests.test_docs import exact_example
 
 FIXTURES = Path(__file__).parent / "data" / "mongoose"
 EXPECTED = sorted((FIXTURES / "expected").glob("*.json"))
@@ -274,17 +275,10 @@ async def test_read_stored_document_of_wrong_type_answers_clear_json(client, raw
     }
 
 
-def readme_json(heading: str) -> dict:
-    """The first JSON example under a README heading."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split(f"\n{heading}\n", 1)[1]
-    return json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
-
-
-async def test_thread_of_mongoose_followup_is_the_readme_example(client):
+async def test_thread_of_mongoose_followup_is_the_documented_example(client):
     await load_fixtures()
     answer = await client.get(
         "/bot-requests/649bc81558b7391cbaa55624/thread", params={"populate": "none"}
     )
     assert answer.status_code == 200
-    assert answer.json() == readme_json("## Follow-up threads"), json.dumps(answer.json())
+    assert answer.json() == exact_example("thread-of-fixtures"), json.dumps(answer.json())

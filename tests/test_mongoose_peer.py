@@ -141,7 +141,8 @@ async def test_mongoose_written_requests_served_as_mongoose_serves_them(client, 
     for identifier, want, want_bare in zip(ids, populated, bare, strict=True):
         got = await served(client, identifier)
         if identifier == str(orphan):
-            # The one deviation (README): a reference to a deleted record stays its id.
+            # The one deviation (docs/concepts/records.md): a reference to a deleted record
+            # stays its id.
             stored = await raw.botrequests.find_one({"_id": orphan})
             assert want["invoice"] is None
             assert got["invoice"] == str(stored["invoice"])

@@ -55,7 +55,8 @@ def test_serve_docs_and_openapi(server):
 
 
 def test_serve_with_access_control_prints_a_working_development_key():
-    """The README's first command, as it is: access control on, a development key printed."""
+    """The first command of the README and Getting started, as it is: access control on,
+    a development key printed."""
     with served(auth=True) as site:
         assert (site.key or "").startswith("br_")
         said = "".join(site.output)
