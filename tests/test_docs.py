@@ -190,7 +190,7 @@ def exact_example(name: str) -> object:
 
 
 def test_every_json_example_is_marked_and_every_exact_one_is_checked():
-    checked = {"exact thread-of-fixtures"}  # tests/test_mongoose.py
+    checked = {"exact thread-of-fixtures", "exact fixture-request"}  # tests/test_mongoose.py
     marks = set(json_examples())
     assert marks - {"shortened"} == checked
 

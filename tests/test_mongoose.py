@@ -282,3 +282,10 @@ async def test_thread_of_mongoose_followup_is_the_documented_example(client):
     )
     assert answer.status_code == 200
     assert answer.json() == exact_example("thread-of-fixtures"), json.dumps(answer.json())
+
+
+async def test_populated_request_is_the_documented_example(client):
+    await load_fixtures()
+    answer = await client.get("/bot-requests/649bc73858b7391cbaa555ff")
+    assert answer.status_code == 200
+    assert json.dumps(answer.json()) == json.dumps(exact_example("fixture-request"))
