@@ -32,7 +32,51 @@ from mongomock import collection as mongomock_collection
 from mongomock.collection import Collection
 from mongomock.filtering import filter_applies
 from mongomock.helpers import get_value_by_dot, patch_datetime_awareness_in_document
+from mongomock.store import CollectionStore
 from pymongo.errors import DuplicateKeyError
+
+# mongomock's internals these fixes replace or read, on the versions pyproject.toml pins
+# (the fixes were written against mongomock 4.3). Checked before anything is patched: on
+# another version that moved one, the embedded backend refuses to start and says which,
+# instead of silently running mongomock's slow paths or failing later in a query.
+PATCHED = {
+    "$unwind": mongomock_aggregate._PIPELINE_HANDLERS,
+    "$graphLookup": mongomock_aggregate._PIPELINE_HANDLERS,
+    "$lookup": mongomock_aggregate._PIPELINE_HANDLERS,
+}
+REQUIRED = [
+    (mongomock_aggregate, "_PIPELINE_HANDLERS"),
+    (mongomock_aggregate, "_parse_expression"),
+    (mongomock_aggregate, "_recursive_get"),
+    (mongomock_collection, "_copy_field"),
+    (Collection, "_iter_documents"),
+    (Collection, "_ensure_uniques"),
+]
+# What a collection's store holds (instance attributes, read on a throwaway one).
+STORE_ATTRIBUTES = ("_documents", "indexes", "is_empty")
+
+
+class MongomockChanged(RuntimeError):
+    """The installed mongomock lacks an internal the embedded backend's fixes rely on."""
+
+
+def check_internals() -> None:
+    import importlib.metadata
+
+    version = importlib.metadata.version("mongomock")
+    missing = [f"{owner.__name__}.{name}" for owner, name in REQUIRED if not hasattr(owner, name)]
+    missing += [f"pipeline stage {stage}" for stage, table in PATCHED.items() if stage not in table]
+    store = CollectionStore("check")
+    missing += [f"CollectionStore.{name}" for name in STORE_ATTRIBUTES if not hasattr(store, name)]
+    if missing:
+        raise MongomockChanged(
+            f"mongomock {version} lacks {', '.join(missing)}: the embedded backend's fixes "
+            "(botrequests/mongomock_fixes.py) are written for the versions pyproject.toml "
+            "pins; install those (pip install -e .)"
+        )
+
+
+check_internals()
 
 
 def partial_aware_uniques(collection: Any) -> None:

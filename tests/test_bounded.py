@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from bson import ObjectId
@@ -316,6 +317,34 @@ async def test_embedded_backend_warns_once_when_it_grows_large(app, raw, caplog,
     warnings = [r for r in caplog.records if "MONGODB_URI" in r.getMessage()]
     assert len(warnings) == 1
     assert "60 documents in botrequests" in warnings[0].getMessage()
+
+
+def test_mongomock_fixes_apply_to_the_pinned_version(monkeypatch):
+    """mongomock and mongomock-motor are the versions pyproject.toml pins, every fix is in
+    place, and a version that moved an internal a fix needs is refused by name."""
+    import importlib.metadata
+    import tomllib
+
+    import mongomock.collection
+    from mongomock import aggregate
+    from packaging.requirements import Requirement
+
+    from botrequests import mongomock_fixes, mongomock_lookup
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    pins = {
+        Requirement(d).name: Requirement(d).specifier for d in project["project"]["dependencies"]
+    }
+    for name in ("mongomock", "mongomock-motor"):
+        assert importlib.metadata.version(name) in pins[name], name
+    assert aggregate._PIPELINE_HANDLERS["$unwind"] is mongomock_fixes._unwind
+    assert aggregate._PIPELINE_HANDLERS["$graphLookup"] is mongomock_fixes._graph_lookup
+    assert aggregate._PIPELINE_HANDLERS["$lookup"] is mongomock_lookup._lookup
+    assert mongomock.collection.Collection._iter_documents is mongomock_fixes._iter_documents
+    assert mongomock.collection._copy_field is mongomock_fixes._copy_field
+    monkeypatch.delattr(aggregate, "_recursive_get")
+    with pytest.raises(mongomock_fixes.MongomockChanged, match="_recursive_get"):
+        mongomock_fixes.check_internals()
 
 
 def test_embedded_find_by_id_uses_the_key_and_answers_as_a_scan_would():
