@@ -36,7 +36,10 @@ from mongomock_motor import (
     AsyncMongoMockDatabase,
 )
 
-from botrequests import mongomock_fixes, mongomock_lookup  # noqa: F401 (installs it)
+from botrequests import mongomock_deadline, mongomock_fixes, mongomock_lookup  # noqa: F401
+
+# After the fixes and the indexed $lookup are in: their stages get the deadline's check too.
+mongomock_deadline.install()
 
 log = logging.getLogger("botrequests.db")
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-db")
@@ -75,11 +78,18 @@ _ASYNC_METHODS = (
 
 async def run(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run `function` in the embedded database's worker thread."""
+    return await run_timed(None, function, *args, **kwargs)
+
+
+async def run_timed(
+    max_time_ms: int | None, function: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """`run`, stopped with `ExecutionTimeout` past `max_time_ms` (a query's `maxTimeMS`)."""
     call = functools.partial(function, *args, **kwargs)
 
     def locked() -> Any:
         with _LOCK:
-            return call()
+            return mongomock_deadline.run_with_deadline(max_time_ms, call)
 
     return await asyncio.get_running_loop().run_in_executor(_WORKER, locked)
 
@@ -118,16 +128,25 @@ def _private(wrapper: Any, owner: str, name: str) -> Any:
 
 
 class _Cursor(AsyncCursor):
-    """A find cursor whose results are computed in the worker thread."""
+    """A find cursor whose results are computed in the worker thread, within its
+    `max_time_ms` (the first read runs the query: mongomock computes it whole)."""
+
+    def __init__(self, cursor: Any, max_time_ms: int | None = None) -> None:
+        super().__init__(cursor)
+        self._max_time_ms = max_time_ms
 
     def _sync(self) -> Any:
         return _private(self, "AsyncCursor", "cursor")
 
+    def max_time_ms(self, max_time_ms: int | None) -> "_Cursor":
+        self._max_time_ms = max_time_ms
+        return self
+
     async def to_list(self, *args: Any, **kwargs: Any) -> list:
-        return await run(list, self._sync())
+        return await run_timed(self._max_time_ms, list, self._sync())
 
     async def next(self) -> Any:
-        item = await run(next, self._sync(), _DONE)
+        item = await run_timed(self._max_time_ms, next, self._sync(), _DONE)
         if item is _DONE:
             raise StopAsyncIteration
         return item
@@ -135,21 +154,23 @@ class _Cursor(AsyncCursor):
     __anext__ = next
 
     def clone(self) -> "_Cursor":
-        return _Cursor(self._sync().clone())
+        return _Cursor(self._sync().clone(), self._max_time_ms)
 
 
 class _LatentAggregation(AsyncLatentCommandCursor):
     """mongomock runs a pipeline when `aggregate` is called; this defers it to the first
     read, in the worker thread."""
 
-    def __init__(self, start: Callable[[], Any]) -> None:
+    def __init__(self, start: Callable[[], Any], max_time_ms: int | None = None) -> None:
         super().__init__(None)
         self._start = start
+        self._max_time_ms = max_time_ms
         self._results: deque | None = None
 
     async def _all(self) -> deque:
         if self._results is None:
-            self._results = deque(await run(lambda: list(self._start())))
+            found = await run_timed(self._max_time_ms, lambda: list(self._start()))
+            self._results = deque(found)
         return self._results
 
     async def to_list(self, *args: Any, **kwargs: Any) -> list:
@@ -213,10 +234,11 @@ class _Collection(AsyncMongoMockCollection):
         return _private(self, "AsyncMongoMockCollection", "collection")
 
     def find(self, *args: Any, **kwargs: Any) -> _Cursor:
-        return _Cursor(self._sync().find(*args, **kwargs))
+        return _Cursor(self._sync().find(*args, **kwargs), kwargs.get("max_time_ms"))
 
     def aggregate(self, *args: Any, **kwargs: Any) -> _LatentAggregation:
-        return _LatentAggregation(functools.partial(self._sync().aggregate, *args, **kwargs))
+        start = functools.partial(self._sync().aggregate, *args, **kwargs)
+        return _LatentAggregation(start, kwargs.get("maxTimeMS"))
 
     async def create_indexes(self, indexes: list[Any], *args: Any, **kwargs: Any) -> list[str]:
         """Every option of each `IndexModel` reaches mongomock (its own `create_indexes`

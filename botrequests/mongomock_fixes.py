@@ -35,6 +35,8 @@ from mongomock.helpers import get_value_by_dot, patch_datetime_awareness_in_docu
 from mongomock.store import CollectionStore
 from pymongo.errors import DuplicateKeyError
 
+from botrequests import mongomock_deadline
+
 # mongomock's internals these fixes replace or read, on the versions pyproject.toml pins
 # (the fixes were written against mongomock 4.3). Checked before anything is patched: on
 # another version that moved one, the embedded backend refuses to start and says which,
@@ -234,6 +236,9 @@ def _ids_named(query: Any) -> list | None:
 
 def _iter_documents(self: Collection, query: Any) -> Any:
     ids = _ids_named(query)
+    if ids is None and mongomock_deadline.active() and not self._store.is_empty:
+        # A scan under QUERY_TIMEOUT_MS: mongomock's, with the deadline checked as it goes.
+        return mongomock_deadline.scan(list(self._store.documents), query)
     if ids is None or self._store.is_empty:
         return _SLOW_ITER(self, query)
     stored = self._store._documents

@@ -63,3 +63,10 @@ def test_latency_script_prints_both_sides_and_ratios():
     # endpoint: how much of the gap is the framework's.
     alone = next(x for x in table.splitlines() if "the service's stack alone" in x)
     assert alone.count("×") == 2, alone
+
+
+def test_deadline_cost_script_prints_both_sides():
+    table = run_script("scripts/deadline_cost.py", "--documents", "500")
+    for row in ("| page of 100, filtered |", "| stats by bot |"):
+        line = next(x for x in table.splitlines() if x.startswith(row))
+        assert line.count(" ms |") == 2, line

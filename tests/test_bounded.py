@@ -243,6 +243,44 @@ async def test_thread_limit_capped_by_setting(client, app):
 # --- slow is not down -----------------------------------------------------------------------
 
 
+async def test_embedded_query_past_query_timeout_stopped_504_worker_free(
+    client, app, raw, monkeypatch
+):
+    """On the embedded backend a page, stats or export past QUERY_TIMEOUT_MS is stopped
+    inside mongomock's scan (504), as MongoDB's maxTimeMS stops it, and the worker takes
+    the next call at once. The deadline's clock moves an hour per reading here."""
+    if not app.state.settings.embedded:
+        pytest.skip("about the embedded backend (a server stops its own queries)")
+    from botrequests import mongomock_deadline
+
+    world = await seed_world(client)
+    bot = ObjectId(world["bot"]["id"])
+    docs = [
+        {"bot": bot, "success": i % 2 == 0, "response": {}, "ip": "10.0.0.1", "tags": ["t"]}
+        for i in range(2000)
+    ]
+    await insert_all(raw.botrequests, docs)
+    hours = iter(range(0, 10**9, 3600))
+    monkeypatch.setattr(mongomock_deadline, "clock", lambda: float(next(hours)))
+    for path, params in [
+        ("/bot-requests", {"success": "false"}),
+        ("/bot-requests/stats", {"groupBy": "bot"}),
+        ("/bot-requests/stats", {"groupBy": "tag"}),
+        ("/bot-requests/export", {"success": "false"}),
+    ]:
+        answer = await client.get(path, params=params)
+        assert answer.status_code == 504, (path, params, answer.text)
+        assert "did not finish this query in time" in answer.json()["detail"]
+        # The worker is free: a write and a read go through (no deadline: no clock read).
+        made = await client.post("/bot-requests", json=request_body(world))
+        assert made.status_code == 201, made.text
+        assert (await client.get(f"/bot-requests/{made.json()['id']}")).status_code == 200
+    monkeypatch.setattr(mongomock_deadline, "clock", time.monotonic)
+    page = await client.get("/bot-requests", params={"success": "false", "limit": 5})
+    assert page.status_code == 200
+    assert len(page.json()["items"]) == 5
+
+
 @pytest.mark.parametrize(
     ("error", "status"),
     [
@@ -337,9 +375,14 @@ def test_mongomock_fixes_apply_to_the_pinned_version(monkeypatch):
     }
     for name in ("mongomock", "mongomock-motor"):
         assert importlib.metadata.version(name) in pins[name], name
-    assert aggregate._PIPELINE_HANDLERS["$unwind"] is mongomock_fixes._unwind
-    assert aggregate._PIPELINE_HANDLERS["$graphLookup"] is mongomock_fixes._graph_lookup
-    assert aggregate._PIPELINE_HANDLERS["$lookup"] is mongomock_lookup._lookup
+
+    def stage(name: str) -> object:  # under the deadline's wrapper (mongomock_deadline)
+        handler = aggregate._PIPELINE_HANDLERS[name]
+        return getattr(handler, "__wrapped__", handler)
+
+    assert stage("$unwind") is mongomock_fixes._unwind
+    assert stage("$graphLookup") is mongomock_fixes._graph_lookup
+    assert stage("$lookup") is mongomock_lookup._lookup
     assert mongomock.collection.Collection._iter_documents is mongomock_fixes._iter_documents
     assert mongomock.collection._copy_field is mongomock_fixes._copy_field
     monkeypatch.delattr(aggregate, "_recursive_get")
