@@ -36,7 +36,12 @@ from mongomock_motor import (
     AsyncMongoMockDatabase,
 )
 
-from botrequests import mongomock_deadline, mongomock_fixes, mongomock_lookup  # noqa: F401
+from botrequests import (  # noqa: F401 (the fixes install themselves)
+    mongomock_deadline,
+    mongomock_fixes,
+    mongomock_lookup,
+    mongomock_newest,
+)
 
 # After the fixes and the indexed $lookup are in: their stages get the deadline's check too.
 mongomock_deadline.install()
@@ -157,6 +162,43 @@ class _Cursor(AsyncCursor):
         return _Cursor(self._sync().clone(), self._max_time_ms)
 
 
+class _NewestFind:
+    """A newest-first find, answered in the worker by `mongomock_newest.find` within its
+    `max_time_ms`: the reads the service makes of one (`to_list`, `async for`, `close`)."""
+
+    def __init__(self, collection: Any, query: dict, limit: int, options: dict) -> None:
+        self._collection, self._query, self._limit = collection, query, limit
+        self._max_time_ms = options.get("max_time_ms")
+        self._results: deque | None = None
+
+    async def _all(self) -> deque:
+        if self._results is None:
+            found = await run_timed(
+                self._max_time_ms, mongomock_newest.find, self._collection, self._query, self._limit
+            )
+            self._results = deque(found)
+        return self._results
+
+    async def to_list(self, *args: Any, **kwargs: Any) -> list:
+        results = list(await self._all())
+        self._results = deque()
+        return results
+
+    def __aiter__(self) -> "_NewestFind":
+        return self
+
+    async def __anext__(self) -> Any:
+        results = await self._all()
+        if not results:
+            raise StopAsyncIteration
+        return results.popleft()
+
+    next = __anext__
+
+    async def close(self) -> None:
+        self._results = deque()
+
+
 class _LatentAggregation(AsyncLatentCommandCursor):
     """mongomock runs a pipeline when `aggregate` is called; this defers it to the first
     read, in the worker thread."""
@@ -187,8 +229,9 @@ class _LatentAggregation(AsyncLatentCommandCursor):
     __anext__ = next
 
 
-# Past this many documents in one collection a filtered page takes ~100 ms or more on
-# this backend (it scans; docs/benchmarks.md): said once.
+# Past this many documents in one collection, stats and reads by other fields than `_id`
+# and the newest-first order take ~100 ms or more on this backend (they scan;
+# docs/benchmarks.md): said once.
 GROWTH_WARNING_DOCUMENTS = 12_000
 _warned: set[str] = set()
 
@@ -198,9 +241,9 @@ def _warn_when_large(collection: Any) -> None:
         return
     _warned.add(collection.name)
     log.warning(
-        "the embedded database holds %d documents in %s: it has no indexes but _id, so every "
-        "filtered read scans them (a page now takes ~100 ms or more, and it grows with the "
-        "data). "
+        "the embedded database holds %d documents in %s: its only indexes are _id and the "
+        "newest-first order, so stats and reads by other fields scan them (~100 ms or more "
+        "now, growing with the data). "
         "Set MONGODB_URI to a MongoDB server for anything beyond trying the service out",
         len(collection._store),
         collection.name,
@@ -214,7 +257,12 @@ def _off_loop(name: str) -> Callable[..., Any]:
         sync = self._sync()
 
         def call() -> Any:
-            result = getattr(sync, name)(*args, **kwargs)
+            try:
+                result = getattr(sync, name)(*args, **kwargs)
+            except BaseException:
+                mongomock_newest.failed_write(sync)
+                raise
+            mongomock_newest.after_write(sync, name, args, kwargs, result)
             if grows:
                 _warn_when_large(sync)
             return result
@@ -233,7 +281,10 @@ class _Collection(AsyncMongoMockCollection):
     def _sync(self) -> Any:
         return _private(self, "AsyncMongoMockCollection", "collection")
 
-    def find(self, *args: Any, **kwargs: Any) -> _Cursor:
+    def find(self, *args: Any, **kwargs: Any) -> "_Cursor | _NewestFind":
+        query = mongomock_newest.walkable(args, kwargs)
+        if query is not None:  # newest first: walked in index order (mongomock_newest)
+            return _NewestFind(self._sync(), query, kwargs.get("limit") or 0, kwargs)
         return _Cursor(self._sync().find(*args, **kwargs), kwargs.get("max_time_ms"))
 
     def aggregate(self, *args: Any, **kwargs: Any) -> _LatentAggregation:

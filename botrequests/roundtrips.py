@@ -59,9 +59,12 @@ def count_round_trips() -> Iterator[_RoundTrips]:
     """
     from mongomock.collection import Collection
 
+    from botrequests import mongomock_newest
     from botrequests.mongomock_fixes import KeyedFind
 
     originals = {name: getattr(Collection, name) for name in _MOCK_OPERATIONS}
+    # A newest-first find walked in index order is the one find a server would be sent.
+    walked_find = mongomock_newest.find
     # An inline read by key (embedded.find_together) is the find a server would be sent.
     keyed_read = KeyedFind.documents
     depth = 0
@@ -86,6 +89,7 @@ def count_round_trips() -> Iterator[_RoundTrips]:
     for name, original in originals.items():
         setattr(Collection, name, wrap(original))
     KeyedFind.documents = wrap(keyed_read)  # type: ignore[method-assign]
+    mongomock_newest.find = wrap(walked_find)
     try:
         yield listener
     finally:
@@ -93,3 +97,4 @@ def count_round_trips() -> Iterator[_RoundTrips]:
         for name, original in originals.items():
             setattr(Collection, name, original)
         KeyedFind.documents = keyed_read  # type: ignore[method-assign]
+        mongomock_newest.find = walked_find
