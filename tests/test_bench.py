@@ -70,3 +70,11 @@ def test_deadline_cost_script_prints_both_sides():
     for row in ("| page of 100, filtered |", "| stats by bot |"):
         line = next(x for x in table.splitlines() if x.startswith(row))
         assert line.count(" ms |") == 2, line
+
+
+def test_embedded_pages_script_prints_both_sides():
+    table = run_script("scripts/embedded_pages.py", "--sizes", "1000")
+    rows = [line for line in table.splitlines() if line.startswith("| 1,000 |")]
+    assert len(rows) == 5  # four pages and the insert
+    for row in rows:
+        assert row.count(" ms |") == 2, row
