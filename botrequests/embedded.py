@@ -162,21 +162,18 @@ class _Cursor(AsyncCursor):
         return _Cursor(self._sync().clone(), self._max_time_ms)
 
 
-class _NewestFind:
-    """A newest-first find, answered in the worker by `mongomock_newest.find` within its
-    `max_time_ms`: the reads the service makes of one (`to_list`, `async for`, `close`)."""
+class _Buffered:
+    """A cursor computed whole in the worker on its first read (`_compute`), then read from
+    memory: `to_list`, `async for`, `next`, `close`."""
 
-    def __init__(self, collection: Any, query: dict, limit: int, options: dict) -> None:
-        self._collection, self._query, self._limit = collection, query, limit
-        self._max_time_ms = options.get("max_time_ms")
-        self._results: deque | None = None
+    _results: deque | None = None
+
+    async def _compute(self) -> list:
+        raise NotImplementedError
 
     async def _all(self) -> deque:
         if self._results is None:
-            found = await run_timed(
-                self._max_time_ms, mongomock_newest.find, self._collection, self._query, self._limit
-            )
-            self._results = deque(found)
+            self._results = deque(await self._compute())
         return self._results
 
     async def to_list(self, *args: Any, **kwargs: Any) -> list:
@@ -184,41 +181,8 @@ class _NewestFind:
         self._results = deque()
         return results
 
-    def __aiter__(self) -> "_NewestFind":
+    def __aiter__(self) -> "_Buffered":
         return self
-
-    async def __anext__(self) -> Any:
-        results = await self._all()
-        if not results:
-            raise StopAsyncIteration
-        return results.popleft()
-
-    next = __anext__
-
-    async def close(self) -> None:
-        self._results = deque()
-
-
-class _LatentAggregation(AsyncLatentCommandCursor):
-    """mongomock runs a pipeline when `aggregate` is called; this defers it to the first
-    read, in the worker thread."""
-
-    def __init__(self, start: Callable[[], Any], max_time_ms: int | None = None) -> None:
-        super().__init__(None)
-        self._start = start
-        self._max_time_ms = max_time_ms
-        self._results: deque | None = None
-
-    async def _all(self) -> deque:
-        if self._results is None:
-            found = await run_timed(self._max_time_ms, lambda: list(self._start()))
-            self._results = deque(found)
-        return self._results
-
-    async def to_list(self, *args: Any, **kwargs: Any) -> list:
-        results = list(await self._all())
-        self._results = deque()
-        return results
 
     async def next(self) -> Any:
         results = await self._all()
@@ -227,6 +191,37 @@ class _LatentAggregation(AsyncLatentCommandCursor):
         return results.popleft()
 
     __anext__ = next
+
+    async def close(self) -> None:
+        self._results = deque()
+
+
+class _NewestFind(_Buffered):
+    """A newest-first find, answered in the worker by `mongomock_newest.find` within its
+    `max_time_ms`."""
+
+    def __init__(self, collection: Any, query: dict, limit: int, options: dict) -> None:
+        self._collection, self._query, self._limit = collection, query, limit
+        self._max_time_ms = options.get("max_time_ms")
+
+    async def _compute(self) -> list:
+        return await run_timed(
+            self._max_time_ms, mongomock_newest.find, self._collection, self._query, self._limit
+        )
+
+
+class _LatentAggregation(_Buffered, AsyncLatentCommandCursor):
+    """mongomock runs a pipeline when `aggregate` is called; this defers it to the first
+    read, in the worker thread."""
+
+    def __init__(self, start: Callable[[], Any], max_time_ms: int | None = None) -> None:
+        super().__init__(None)
+        self._start = start
+        self._max_time_ms = max_time_ms
+        self._results = None
+
+    async def _compute(self) -> list:
+        return await run_timed(self._max_time_ms, lambda: list(self._start()))
 
 
 # Past this many documents in one collection, stats and reads by other fields than `_id`

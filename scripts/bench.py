@@ -436,14 +436,7 @@ if __name__ == "__main__":
         help="wire: start a SecantusDB server (pip install -e '.[test]') and run against it; "
         "MONGODB_URI=... runs against any other server",
     )
-    parser.add_argument(
-        "--docs",
-        nargs="?",
-        type=Path,
-        const=docs_table.PAGE,
-        metavar="PAGE",
-        help="also write the table into docs/benchmarks.md (or PAGE), with date and machine",
-    )
+    docs_table.add_argument(parser)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one log line per request skews timing
     arguments = parser.parse_args()
     asyncio.run(main(arguments.smoke, arguments.backend, arguments.docs))

@@ -4,6 +4,7 @@
 date, the machine and the command that produced it; the rest of the page is kept.
 """
 
+import argparse
 import os
 import platform
 import re
@@ -30,3 +31,15 @@ def write(name: str, table: str, page: Path = PAGE) -> None:
     if not pattern.search(text):
         raise SystemExit(f"{page}: no region '{name}' to write")
     page.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(2), text))
+
+
+def add_argument(parser: argparse.ArgumentParser) -> None:
+    """`--docs [PAGE]`: also write the script's table into PAGE (docs/benchmarks.md)."""
+    parser.add_argument(
+        "--docs",
+        nargs="?",
+        type=Path,
+        const=PAGE,
+        metavar="PAGE",
+        help="also write the table into docs/benchmarks.md (or PAGE), with date and machine",
+    )

@@ -235,14 +235,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6)
     parser.add_argument("--generator", choices=["auto", "wrk", "processes"], default="auto")
-    parser.add_argument(
-        "--docs",
-        nargs="?",
-        type=Path,
-        const=docs_table.PAGE,
-        metavar="PAGE",
-        help="also write the table into docs/benchmarks.md (or PAGE), with date and machine",
-    )
+    docs_table.add_argument(parser)
     args = parser.parse_args()
     os.environ["LOG_LEVEL"] = "warning"  # no log line per request, on either side
     load, method = load_generator(args.generator)
