@@ -12,13 +12,14 @@ from typing import Any
 
 import orjson
 
-from botrequests import db, populate
+from botrequests import populate
 from botrequests.auth import scoped
 from botrequests.botrequest_service import NEWEST_FIRST, after, filter_query
 from botrequests.documents import Bot, BotRequest, Organization, User, reader
 from botrequests.errors import TooManyRequests
 from botrequests.schemas import BotRequestFilters
 from botrequests.serialize import plain
+from botrequests.storage import db
 
 # groupBy -> (collection to take {name, id} from, extra fields shown)
 _LOOKUPS = {

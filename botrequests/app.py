@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from pymongo.errors import ConnectionFailure
 
-from botrequests import __version__, auth, db, errors, importer, retention
+from botrequests import __version__, auth, errors, importer, retention
 from botrequests import records as record_service
 from botrequests.config import Settings, settings
 from botrequests.documents import ApiKey, Organization
@@ -18,6 +18,7 @@ from botrequests.errors import Unavailable, unavailable
 from botrequests.middleware import Guard
 from botrequests.responses import ERROR_RESPONSES
 from botrequests.routes import bot_requests, bots, erasures, health, keys, records, ui
+from botrequests.storage import db
 
 log = logging.getLogger("botrequests")
 

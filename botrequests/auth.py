@@ -22,9 +22,9 @@ from beanie import PydanticObjectId
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from botrequests import db
 from botrequests.documents import ApiKey
 from botrequests.errors import Forbidden, Unauthorized
+from botrequests.storage import db
 from botrequests.timeutil import now
 
 current_org: ContextVar[PydanticObjectId | None] = ContextVar("current_org", default=None)

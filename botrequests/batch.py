@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo.errors import BulkWriteError
 
-from botrequests import db, erasure
+from botrequests import erasure
 from botrequests.documents import BotRequest
 from botrequests.ingest import (
     Item,
@@ -24,6 +24,7 @@ from botrequests.ingest import (
     stored_with_keys,
 )
 from botrequests.schemas import BotRequestCreate
+from botrequests.storage import db
 
 
 async def create_batch(bodies: list[Any], client_ip: str | None) -> dict[str, Any]:

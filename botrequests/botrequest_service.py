@@ -8,12 +8,13 @@ from typing import Any
 from beanie.operators import Inc, Set, Unset
 from bson import ObjectId
 
-from botrequests import cursors, db, populate
+from botrequests import cursors, populate
 from botrequests.auth import scoped
 from botrequests.documents import VERSION_BUMP, BotRequest, reader
 from botrequests.errors import InvalidInput
 from botrequests.records import update_returning
 from botrequests.schemas import BotRequestFilters, BotRequestUpdate
+from botrequests.storage import db
 from botrequests.timeutil import later_than
 
 

@@ -234,7 +234,7 @@ async def _purge(dry_run: bool) -> int:
 
 
 async def _run_async(args: argparse.Namespace, settings: "Settings") -> int:
-    from botrequests import db
+    from botrequests.storage import db
 
     if settings.embedded:
         print(
@@ -292,7 +292,8 @@ def _progress(command: str) -> Callable[[int, int, int], None]:
 async def _run_command(args: argparse.Namespace, settings: "Settings", client: Any) -> int:
     from pathlib import Path
 
-    from botrequests import db, importer, repair
+    from botrequests import importer, repair
+    from botrequests.storage import db
 
     await db.init_db(client, settings)
     if args.command == "import":

@@ -7,12 +7,13 @@ from beanie import PydanticObjectId
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from botrequests import db, populate, records
+from botrequests import populate, records
 from botrequests.auth import scoped
 from botrequests.config import Settings
 from botrequests.documents import Bot, BotRequest, File, Invoice, Organization, User, reader
 from botrequests.errors import not_found
 from botrequests.schemas import OBJECT_ID_PATTERN
+from botrequests.storage import db
 
 
 class JSON(Response):

@@ -25,9 +25,10 @@ from typing import Any
 
 from beanie import PydanticObjectId
 
-from botrequests import db, retention
+from botrequests import retention
 from botrequests.documents import Erasure, Feedback, File, User
 from botrequests.errors import not_found
+from botrequests.storage import db
 from botrequests.timeutil import now
 
 log = logging.getLogger("botrequests.erasure")

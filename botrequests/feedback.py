@@ -5,11 +5,12 @@ from typing import Any
 
 from beanie import PydanticObjectId
 
-from botrequests import db, erasure
+from botrequests import erasure
 from botrequests.auth import scoped
 from botrequests.documents import BotRequest, Feedback, User
 from botrequests.errors import Conflict, InvalidInput, not_found
 from botrequests.schemas import FeedbackCreate
+from botrequests.storage import db
 from botrequests.timeutil import now
 
 

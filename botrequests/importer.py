@@ -15,9 +15,10 @@ from beanie import Document
 from bson import ObjectId
 from pydantic import ValidationError
 
-from botrequests import db, importfile
+from botrequests import importfile
 from botrequests.config import settings
 from botrequests.documents import ENTITY_MODELS, Bot, BotRequest, File, Invoice, User
+from botrequests.storage import db
 
 ImportFileError = importfile.ImportFileError
 

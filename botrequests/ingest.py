@@ -22,13 +22,14 @@ from beanie import PydanticObjectId
 from beanie.operators import AddToSet, Inc, Set
 from pymongo.errors import DuplicateKeyError
 
-from botrequests import db, erasure, populate, prompts
+from botrequests import erasure, populate, prompts
 from botrequests.auth import owned, scoped
 from botrequests.documents import VERSION_BUMP, Bot, BotRequest, File
 from botrequests.errors import Conflict, InvalidInput
 from botrequests.records import missing_ids
 from botrequests.schemas import BotRequestCreate
 from botrequests.serialize import dump
+from botrequests.storage import db
 from botrequests.timeutil import now
 
 _LABELS = {

@@ -11,7 +11,6 @@ from typing import Any
 from beanie import Document, PydanticObjectId
 from pydantic import BaseModel, ConfigDict, Field
 
-from botrequests import db
 from botrequests.auth import scoped
 from botrequests.documents import (
     Bot,
@@ -26,6 +25,7 @@ from botrequests.documents import (
 )
 from botrequests.errors import InvalidInput
 from botrequests.serialize import dump, dump_bot
+from botrequests.storage import db
 
 
 class Projection(StoredOrder):

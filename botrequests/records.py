@@ -8,7 +8,7 @@ from beanie.operators import Inc, Set, Unset
 from bson import ObjectId
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from botrequests import db, erasure, prompts
+from botrequests import erasure, prompts
 from botrequests.auth import may_change, owned, scoped
 from botrequests.documents import VERSION_BUMP, Bot, File, Invoice, Organization, User
 from botrequests.errors import Conflict, InvalidInput, not_found
@@ -23,6 +23,7 @@ from botrequests.schemas import (
     SafeObject,
     UserCreate,
 )
+from botrequests.storage import db
 from botrequests.timeutil import later_than, now
 
 SafeInputs = TypeAdapter(SafeObject)

@@ -10,8 +10,8 @@ from typing import Any
 
 from beanie.operators import AddToSet, Inc, Pull
 
-from botrequests import db
 from botrequests.documents import VERSION_BUMP, BotRequest
+from botrequests.storage import db
 
 
 @dataclass

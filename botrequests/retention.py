@@ -22,9 +22,9 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from botrequests import db
 from botrequests.documents import BotRequest, Deletion, Feedback, Organization
 from botrequests.importfile import RETENTION_DAYS
+from botrequests.storage import db
 from botrequests.timeutil import now
 
 log = logging.getLogger("botrequests.retention")

@@ -19,11 +19,12 @@ from typing import Any, Literal
 from beanie import PydanticObjectId
 from bson import ObjectId
 
-from botrequests import cursors, db, feedback, populate
+from botrequests import cursors, feedback, populate
 from botrequests.auth import scoped, visible
 from botrequests.documents import BotRequest, reader
 from botrequests.errors import InvalidInput, not_found
 from botrequests.serialize import dump
+from botrequests.storage import db
 
 
 def _graph(start_with: str, from_field: str, to_field: str, max_depth: int) -> dict[str, Any]:

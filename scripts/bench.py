@@ -36,11 +36,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from botrequests import db  # noqa: E402
 from botrequests.app import create_app  # noqa: E402
 from botrequests.config import Settings  # noqa: E402
 from botrequests.documents import Bot, BotRequest, File, Invoice, Organization, User  # noqa: E402
 from botrequests.serialize import dump, dump_bot  # noqa: E402
+from botrequests.storage import db  # noqa: E402
 from scripts import docs_table, latency  # noqa: E402
 
 ROWS: list[tuple[str, str, str, str]] = []

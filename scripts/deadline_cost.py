@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import mongomock  # noqa: E402
 from bson import ObjectId  # noqa: E402
 
-from botrequests import embedded, mongomock_deadline  # noqa: E402, F401 (installs the fixes)
+from botrequests.storage import embedded, mongomock_deadline  # noqa: E402, F401 (installs the fixes)
 
 ROUNDS = 7
 

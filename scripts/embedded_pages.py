@@ -1,5 +1,5 @@
 """Pages on the embedded backend as its data grows: the newest-first walk in index order
-(botrequests/mongomock_newest.py) against mongomock's own scan and sort, in one run.
+(botrequests/storage/mongomock_newest.py) against mongomock's own scan and sort, in one run.
 
 In process (httpx's ASGI transport, access control off), N requests of one organization
 over 5 bots written straight into the collection; each page asked 3 times per side,
@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx  # noqa: E402
 from bson import ObjectId  # noqa: E402
 
-from botrequests import mongomock_newest  # noqa: E402
 from botrequests.app import create_app  # noqa: E402
 from botrequests.config import Settings  # noqa: E402
+from botrequests.storage import mongomock_newest  # noqa: E402
 
 PAGES = {
     "newest 50": {},

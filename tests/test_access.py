@@ -11,9 +11,10 @@ import pytest
 from bson import ObjectId
 from pymongo.errors import ServerSelectionTimeoutError
 
-from botrequests import auth, cli, db
+from botrequests import auth, cli
 from botrequests.app import create_app
 from botrequests.config import Settings
+from botrequests.storage import db
 from tests.setup_writes import eventually
 
 ADMIN = {"Authorization": "Bearer admin-secret"}

@@ -14,8 +14,9 @@ import httpx
 import pytest
 from bson import ObjectId
 
-from botrequests import bodyguard, db, repair
+from botrequests import bodyguard, repair
 from botrequests.config import Settings
+from botrequests.storage import db
 from tests.factories import record, request_body, seed_world, template_bot
 from tests.servers import ROOT
 from tests.test_access import ADMIN, closed_port, records_of, tenant
@@ -194,7 +195,7 @@ async def test_request_key_cannot_be_learned_or_taken_by_another_organization(cl
 async def test_start_up_retires_only_the_services_old_global_indexes(app, raw, caplog):
     await raw.botrequests.create_index("requestKey", unique=True, sparse=True)
     await raw.bots.create_index("slug", unique=True)
-    caplog.set_level(logging.INFO, logger="botrequests.db")
+    caplog.set_level(logging.INFO, logger="botrequests.storage.db")
     try:
         await db.init_db(app.state.mongo, app.state.settings)
         assert "requestKey_1" not in await raw.botrequests.index_information()

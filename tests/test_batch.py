@@ -4,7 +4,7 @@ import asyncio
 
 from bson import ObjectId
 
-from botrequests import db
+from botrequests.storage import db
 from tests.factories import record, request_body, seed_world
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from botrequests import db
+from botrequests.storage import db
 from tests.factories import post, record, seed_world
 
 SEED = json.loads((Path(__file__).parent / "data" / "seed_example.json").read_text())

@@ -12,7 +12,8 @@ import pytest
 from bson import ObjectId
 from pymongo.errors import ExecutionTimeout, NetworkTimeout, ServerSelectionTimeoutError
 
-from botrequests import db, prompts
+from botrequests import prompts
+from botrequests.storage import db
 from tests.factories import record, request_body, seed_world, template_bot
 from tests.setup_writes import insert_all
 
@@ -251,7 +252,7 @@ async def test_embedded_query_past_query_timeout_stopped_504_worker_free(
     the next call at once. The deadline's clock moves an hour per reading here."""
     if not app.state.settings.embedded:
         pytest.skip("about the embedded backend (a server stops its own queries)")
-    from botrequests import mongomock_deadline
+    from botrequests.storage import mongomock_deadline
 
     world = await seed_world(client)
     bot = ObjectId(world["bot"]["id"])
@@ -343,11 +344,11 @@ async def test_stats_answer_bounded_to_the_largest_groups(client, raw, monkeypat
 async def test_embedded_backend_warns_once_when_it_grows_large(app, raw, caplog, monkeypatch):
     if not app.state.settings.embedded:
         pytest.skip("about the embedded backend")
-    from botrequests import embedded
+    from botrequests.storage import embedded
 
     monkeypatch.setattr(embedded, "GROWTH_WARNING_DOCUMENTS", 50)
     monkeypatch.setattr(embedded, "_warned", set())
-    caplog.set_level("WARNING", logger="botrequests.db")
+    caplog.set_level("WARNING", logger="botrequests.storage.db")
     await insert_all(raw.botrequests, [{"n": i} for i in range(40)])
     assert "MONGODB_URI" not in caplog.text
     await insert_all(raw.botrequests, [{"n": i} for i in range(20)])
@@ -367,7 +368,7 @@ def test_mongomock_fixes_apply_to_the_pinned_version(monkeypatch):
     from mongomock import aggregate
     from packaging.requirements import Requirement
 
-    from botrequests import mongomock_fixes, mongomock_lookup
+    from botrequests.storage import mongomock_fixes, mongomock_lookup
 
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     pins = {
@@ -395,7 +396,7 @@ def test_embedded_find_by_id_uses_the_key_and_answers_as_a_scan_would():
     MongoDB's `_id` index does); every filter gives what mongomock's own scan gives."""
     import mongomock
 
-    from botrequests import mongomock_fixes
+    from botrequests.storage import mongomock_fixes
 
     collection = mongomock.MongoClient().db.items
     ids = [ObjectId() for _ in range(50)]
@@ -432,7 +433,7 @@ def test_embedded_find_by_keys_answers_as_the_cursor_does():
     stored documents. Other projections are left to the cursor."""
     import mongomock
 
-    from botrequests import mongomock_fixes
+    from botrequests.storage import mongomock_fixes
 
     ids = [ObjectId() for _ in range(6)]
     org = ObjectId()
@@ -491,7 +492,7 @@ async def test_embedded_reads_by_key_run_inline_only_while_the_worker_is_free(
     instead of reading beside it."""
     if not app.state.settings.embedded:
         pytest.skip("about the embedded backend's worker")
-    from botrequests import embedded
+    from botrequests.storage import embedded
 
     world = await seed_world(client)
     made = await client.post("/bot-requests", json=request_body(world))

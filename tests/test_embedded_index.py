@@ -1,4 +1,4 @@
-"""The embedded backend's newest-first finds (botrequests/mongomock_newest.py) walk their
+"""The embedded backend's newest-first finds (botrequests/storage/mongomock_newest.py) walk their
 index and answer exactly what mongomock's own find answers, on random data, through
 inserts, deletes, updates that keep the order and updates that move it."""
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
 
-from botrequests import mongomock_newest
-from botrequests.embedded import EmbeddedClient, _NewestFind
+from botrequests.storage import mongomock_newest
+from botrequests.storage.embedded import EmbeddedClient, _NewestFind
 
 SORT = mongomock_newest.SORT
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

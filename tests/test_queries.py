@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bson import ObjectId
 
-from botrequests import analytics, db
+from botrequests import analytics
+from botrequests.storage import db
 from tests.factories import record, seed_world
 from tests.setup_writes import insert_all
 

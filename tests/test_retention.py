@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bson import ObjectId
 
-from botrequests import cli, db, retention
+from botrequests import cli, retention
 from botrequests.app import _sweep_now_and_then
 from botrequests.documents import BotRequest, File
+from botrequests.storage import db
 from tests.setup_writes import insert_all
 from tests.test_access import ADMIN, tenant
 

@@ -14,9 +14,10 @@ import httpx
 import pytest
 from bson import ObjectId
 
-from botrequests import analytics, cli, db, importer, retention
+from botrequests import analytics, cli, importer, retention
 from botrequests import documents as auth_documents
 from botrequests.schemas import ExportQuery
+from botrequests.storage import db
 from botrequests.timeutil import now
 from tests.setup_writes import insert_all
 from tests.test_access import ADMIN, records_of
@@ -263,7 +264,7 @@ async def test_import_refuses_timestamps_that_are_not_dates(raw, tmp_path, clien
 def test_embedded_lookup_answers_as_mongomock_does_on_random_data():
     import mongomock
 
-    from botrequests import mongomock_lookup
+    from botrequests.storage import mongomock_lookup
 
     rng = random.Random(4)
     for _ in range(30):
@@ -285,7 +286,7 @@ def test_embedded_lookup_answers_as_mongomock_does_on_random_data():
 
 
 async def test_stats_by_tag_joins_feedback_once_per_request_and_in_scope(client, raw, monkeypatch):
-    from botrequests import mongomock_lookup
+    from botrequests.storage import mongomock_lookup
     from tests.factories import record, seed_world
 
     world = await seed_world(client)
@@ -353,7 +354,7 @@ def test_serve_trusts_forwarded_headers_only_from_forwarded_allow_ips(monkeypatc
 
 
 async def test_unknown_tokens_are_not_a_scan_of_the_keys(client, secured, raw, monkeypatch, lane):
-    from botrequests import mongomock_fixes
+    from botrequests.storage import mongomock_fixes
 
     org = (await client.post("/organizations", json={"name": "K"}, headers=ADMIN)).json()
     for _ in range(20):

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bson import ObjectId
 
-from botrequests import db, repair
+from botrequests import repair
+from botrequests.storage import db
 from tests.factories import record, seed_world
 from tests.setup_writes import insert_all
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from bson import ObjectId
 
-from botrequests import db
 from botrequests.app import create_app
+from botrequests.storage import db
 from tests.conftest import lane_settings
 from tests.factories import record, request_body, seed_world
 from tests.wire import wire_server

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter, Request
 
-from botrequests import db
 from botrequests.deps import JSON
+from botrequests.storage import db
 
 router = APIRouter(tags=["health"])
 

@@ -35,7 +35,7 @@ from mongomock.helpers import get_value_by_dot, patch_datetime_awareness_in_docu
 from mongomock.store import CollectionStore
 from pymongo.errors import DuplicateKeyError
 
-from botrequests import mongomock_deadline
+from botrequests.storage import mongomock_deadline
 
 # mongomock's internals these fixes replace or read, on the versions pyproject.toml pins
 # (the fixes were written against mongomock 4.3). Checked before anything is patched: on
@@ -73,7 +73,7 @@ def check_internals() -> None:
     if missing:
         raise MongomockChanged(
             f"mongomock {version} lacks {', '.join(missing)}: the embedded backend's fixes "
-            "(botrequests/mongomock_fixes.py) are written for the versions pyproject.toml "
+            "(botrequests/storage/mongomock_fixes.py) are written for the versions pyproject.toml "
             "pins; install those (pip install -e .)"
         )
 

@@ -17,7 +17,6 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import uri_parser
 from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 
-from botrequests import indexes
 from botrequests.config import Settings
 from botrequests.documents import (
     DOCUMENT_MODELS,
@@ -27,16 +26,17 @@ from botrequests.documents import (
     BotRequest,
     Lease,
 )
-from botrequests.roundtrips import count_round_trips as count_round_trips  # re-exported
-from botrequests.roundtrips import listener
+from botrequests.storage import indexes
+from botrequests.storage.roundtrips import count_round_trips as count_round_trips  # re-exported
+from botrequests.storage.roundtrips import listener
 
-log = logging.getLogger("botrequests.db")
+log = logging.getLogger("botrequests.storage.db")
 
 
 def create_client(settings: Settings) -> Any:
     """A Motor client for `MONGODB_URI`, or the in-memory backend when it is unset."""
     if settings.embedded:
-        from botrequests.embedded import EmbeddedClient
+        from botrequests.storage.embedded import EmbeddedClient
 
         log.warning(
             "MONGODB_URI is not set: using the embedded in-memory database; "
@@ -257,7 +257,7 @@ async def find_each(
     in one reply: on a server concurrently (one round trip each), on the embedded backend
     in one hop to its worker thread. The read path of by-id loads and population: no
     query builder, no model per document until the caller validates one."""
-    from botrequests import embedded
+    from botrequests.storage import embedded
 
     collections = [collection(model) for model, _, _ in jobs]
     options = {"batch_size": _ONE_REPLY}
@@ -285,7 +285,7 @@ async def use_key(hashed: str, moment: Any, every: timedelta) -> dict | None:
     """The unrevoked key with this hash (its organization and scope). Its `lastUsedAt` is
     written when older than `every`, by a conditional update: of many workers using it at
     once, one writes."""
-    from botrequests import embedded
+    from botrequests.storage import embedded
 
     keys = collection(ApiKey)
     projection = {"organization": 1, "scope": 1, "lastUsedAt": 1}

@@ -59,8 +59,8 @@ def count_round_trips() -> Iterator[_RoundTrips]:
     """
     from mongomock.collection import Collection
 
-    from botrequests import mongomock_newest
-    from botrequests.mongomock_fixes import KeyedFind
+    from botrequests.storage import mongomock_newest
+    from botrequests.storage.mongomock_fixes import KeyedFind
 
     originals = {name: getattr(Collection, name) for name in _MOCK_OPERATIONS}
     # A newest-first find walked in index order is the one find a server would be sent.

@@ -24,7 +24,7 @@ from mongomock.collection import Collection
 from mongomock.filtering import filter_applies
 from mongomock.helpers import patch_datetime_awareness_in_document
 
-from botrequests import mongomock_deadline
+from botrequests.storage import mongomock_deadline
 
 SORT = [("createdAt", -1), ("_id", -1)]
 _CHECK_EVERY = 256
@@ -110,7 +110,7 @@ def walkable(args: tuple, kwargs: dict) -> dict | None:
 def find(collection: Collection, query: dict, limit: int) -> list[dict]:
     """What `collection.find(query, sort=SORT, limit=limit)` answers, as mongomock answers
     it (copies, dates made aware as the client asks)."""
-    from botrequests.mongomock_fixes import _aware_copy, _copy_field_plain
+    from botrequests.storage.mongomock_fixes import _aware_copy, _copy_field_plain
 
     index = _index(collection)
     if index is None:

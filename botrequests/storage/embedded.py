@@ -36,7 +36,7 @@ from mongomock_motor import (
     AsyncMongoMockDatabase,
 )
 
-from botrequests import (  # noqa: F401 (the fixes install themselves)
+from botrequests.storage import (  # noqa: F401 (the fixes install themselves)
     mongomock_deadline,
     mongomock_fixes,
     mongomock_lookup,
@@ -46,7 +46,7 @@ from botrequests import (  # noqa: F401 (the fixes install themselves)
 # After the fixes and the indexed $lookup are in: their stages get the deadline's check too.
 mongomock_deadline.install()
 
-log = logging.getLogger("botrequests.db")
+log = logging.getLogger("botrequests.storage.db")
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-db")
 # Held by whoever touches mongomock's data: the worker for each call, the loop for an
 # inline read by key.
