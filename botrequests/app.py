@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from pymongo.errors import ConnectionFailure
 
-from botrequests import __version__, auth, errors, importer, retention
+from botrequests import __version__, auth, errors, importer, repair, retention
 from botrequests import records as record_service
 from botrequests.config import Settings, settings
 from botrequests.documents import ApiKey, Organization
@@ -18,7 +18,7 @@ from botrequests.errors import Unavailable, unavailable
 from botrequests.middleware import Guard
 from botrequests.responses import ERROR_RESPONSES
 from botrequests.routes import bot_requests, bots, erasures, health, keys, records, ui
-from botrequests.storage import db
+from botrequests.storage import datadir, db
 
 log = logging.getLogger("botrequests")
 
@@ -44,7 +44,8 @@ def create_app(config: Settings | None = None) -> FastAPI:
             for line in report.lines():
                 log.info("import: %s", line)
         if ready:
-            await _bootstrap_development_key(config)
+            await repair.after_unclean_stop(client)
+            await _bootstrap_development_key(config, db.data_directory(client))
         sweeper = None
         if config.retention_sweep_seconds > 0:
             sweeper = asyncio.create_task(_sweep_now_and_then(app, config.retention_sweep_seconds))
@@ -207,26 +208,39 @@ def _report_retry_end(task: asyncio.Task) -> None:
 DEV_KEYS_MAX = 20
 
 
-async def _bootstrap_development_key(config: Settings) -> None:
+async def _bootstrap_development_key(config: Settings, directory: Path | None) -> None:
     """On the embedded backend with access control on, issue development keys and print
     them, so that every flow of the docs works with what the log shows: one per
     imported organization (`serve --import`), else one for a new Development
-    organization."""
+    organization. Kept on disk, the keys are written to the data directory's
+    `development-key` (0600) before they exist, and later starts say where they are."""
     if not (config.embedded and config.auth_enabled):
         return
+    keys = None if directory is None else directory / datadir.KEY_FILE
     if await ApiKey.find_one({}) is not None:
+        if keys is not None and keys.exists():
+            log.warning(
+                "access control on: the development API key of the first start still works "
+                "(unless revoked); it is kept in %s",
+                keys,
+            )
         return
     orgs = await Organization.find_all().sort("name").limit(DEV_KEYS_MAX + 1).to_list()
     if not orgs:
         orgs = [await Organization(**record_service.stamped({"name": "Development"})).insert()]
-    for org in orgs[:DEV_KEYS_MAX]:
-        _, key = await auth.issue_key(org.id)
+    issued = [(org, auth.new_key()) for org in orgs[:DEV_KEYS_MAX]]
+    if keys is not None:
+        # On disk before the keys are stored: a key that works is never one nobody kept.
+        datadir.write_private(keys, "".join(f"{key} {org.id} {org.name}\n" for org, key in issued))
+    for org, key in issued:
+        await auth.store_key(org.id, key)
         log.warning(
             "embedded backend, access control on: API key %s for organization %r (%s); "
-            "send 'Authorization: Bearer <key>' (BOTREQUESTS_AUTH=off turns access control off)",
+            "send 'Authorization: Bearer <key>' (BOTREQUESTS_AUTH=off turns access control off)%s",
             key,
             org.name,
             org.id,
+            f"; kept in {keys}" if keys is not None else "",
         )
     if len(orgs) > DEV_KEYS_MAX:
         log.warning(

@@ -34,8 +34,18 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def new_key() -> str:
+    """A fresh API key's text (stored with `store_key`)."""
+    return "br_" + secrets.token_urlsafe(32)
+
+
 async def issue_key(organization: PydanticObjectId, scope: str = "full") -> tuple[ApiKey, str]:
-    key = "br_" + secrets.token_urlsafe(32)
+    key = new_key()
+    return await store_key(organization, key, scope), key
+
+
+async def store_key(organization: PydanticObjectId, key: str, scope: str = "full") -> ApiKey:
+    """Store a key made by `new_key` (its hash only) for the organization."""
     hashed = digest(key)
     record = ApiKey(
         id=db.key_id(hashed),
@@ -46,7 +56,7 @@ async def issue_key(organization: PydanticObjectId, scope: str = "full") -> tupl
         createdAt=now(),
     )
     await record.insert()
-    return record, key
+    return record
 
 
 # What a key may do. `ingest`: record requests (one, a batch) and their outcome (PATCH),

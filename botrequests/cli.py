@@ -1,4 +1,4 @@
-"""The `botrequests` command: serve, import, repair-threads, purge, create-api-key."""
+"""The `botrequests` command: serve, import, dump, repair-threads, purge, create-api-key."""
 
 import argparse
 import asyncio
@@ -21,10 +21,14 @@ if TYPE_CHECKING:
 def _serve(args: argparse.Namespace, settings: "Settings") -> int:
     import uvicorn
 
+    # Imported here: they read the settings at import time (see `main`).
+    from botrequests import serving
+    from botrequests.storage import datadir, durable
+
     if args.workers > 1 and settings.embedded:
         print(
             "botrequests: --workers > 1 needs MONGODB_URI: each worker would hold its own "
-            "in-memory database, and requests would land in different ones.",
+            "embedded database, and requests would land in different ones.",
             file=sys.stderr,
         )
         return 2
@@ -39,7 +43,30 @@ def _serve(args: argparse.Namespace, settings: "Settings") -> int:
         # The app loads these in its lifespan (the embedded database lives in its process).
         os.environ["BOTREQUESTS_IMPORT_PATHS"] = os.pathsep.join(args.import_paths)
     host, port = args.host or settings.host, args.port or settings.port
+    # Before anything is printed or created: the data directory is free, the port too.
+    try:
+        if settings.durable:
+            store = durable.open_store(settings.data_path, "botrequests serve")
+            if args.reload:
+                store.close()  # the reloader's worker process opens it
+    except datadir.DataDirError as exc:
+        print(f"botrequests: {exc}", file=sys.stderr)
+        return 2
+    listening = None
+    if not args.reload:
+        try:
+            listening = serving.listen(host, port)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            print(f"botrequests: cannot listen on {host}:{port}: {reason}", file=sys.stderr)
+            return 2
     base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    if settings.durable:
+        backend = f"embedded, kept in {settings.data_path}"
+    elif settings.embedded:
+        backend = f"embedded in memory ({settings.mongodb_uri}: gone when the service stops)"
+    else:
+        backend = "MongoDB"
     logging.getLogger("botrequests").info(
         "botrequests %s on %s: API docs %s/docs, viewer %s/ui; access control %s; backend %s",
         __version__,
@@ -47,20 +74,53 @@ def _serve(args: argparse.Namespace, settings: "Settings") -> int:
         base,
         base,
         "on" if settings.auth_enabled else "OFF (BOTREQUESTS_AUTH=off: anyone can read and write)",
-        "embedded (in memory, gone when the service stops)" if settings.embedded else "MongoDB",
+        backend,
     )
-    from botrequests import serving
-
-    uvicorn.run(
+    options: dict[str, Any] = {
+        "log_level": settings.log_level,
+        "access_log": False,  # botrequests.access logs one structured line per request
+        **serving.uvicorn_options(),
+    }
+    if listening is None:
+        uvicorn.run("botrequests.app:app", host=host, port=port, reload=True, **options)
+        return 0
+    config = uvicorn.Config(
         "botrequests.app:app",
         host=host,
         port=port,
-        reload=args.reload,
         workers=args.workers if args.workers > 1 else None,
-        log_level=settings.log_level,
-        access_log=False,  # botrequests.access logs one structured line per request
-        **serving.uvicorn_options(),
+        **options,
     )
+    if args.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, target=uvicorn.Server(config).run, sockets=[listening]).run()
+        return 0
+    server = uvicorn.Server(config)
+    server.run(sockets=[listening])
+    return 0 if server.started else 3
+
+
+def _dump(args: argparse.Namespace, settings: "Settings") -> int:
+    from pathlib import Path
+
+    from botrequests.storage import datadir, dump
+
+    if not settings.durable:
+        print(
+            "botrequests dump: writes the embedded backend's data directory (no MONGODB_URI); "
+            "for a MongoDB server use mongodump",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        dumped = dump.dump(settings.data_path, Path(args.target))
+    except datadir.DataDirError as exc:
+        print(f"botrequests dump: {exc}", file=sys.stderr)
+        return 1
+    for collection in dumped:
+        print(collection.line())
+    print(f"{sum(c.documents for c in dumped)} document(s) written to {args.target}")
     return 0
 
 
@@ -149,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print what would be deleted, delete nothing"
     )
 
+    dump = commands.add_parser(
+        "dump",
+        help="write the embedded backend's data directory as a mongodump directory "
+        "(mongorestore loads it into MongoDB; import reads it back)",
+    )
+    dump.add_argument("target", metavar="DIR", help="a new or empty directory")
+
     commands.add_parser(
         "repair-threads",
         help="rebuild every relatedRequests from the originalRequest fields (idempotent)",
@@ -178,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "serve":
         return _serve(args, settings)
+    if args.command == "dump":
+        return _dump(args, settings)
     return asyncio.run(_run_async(args, settings))
 
 
@@ -234,16 +303,22 @@ async def _purge(dry_run: bool) -> int:
 
 
 async def _run_async(args: argparse.Namespace, settings: "Settings") -> int:
-    from botrequests.storage import db
+    from botrequests.storage import datadir, db
 
-    if settings.embedded:
+    if settings.embedded and not settings.durable:
         print(
-            "botrequests: MONGODB_URI is not set, so this works on an empty in-memory "
-            "database that is gone when the command ends (serve --import loads files "
-            "into the embedded backend).",
+            f"botrequests {args.command}: MONGODB_URI={settings.mongodb_uri} is a throwaway "
+            "in-memory database, gone when this command ends: nothing it did would be kept. "
+            "Unset MONGODB_URI to work on the data directory (BOTREQUESTS_DATA_DIR), "
+            "or use `serve --import` to load files into a throwaway service.",
             file=sys.stderr,
         )
-    client = db.create_client(settings)
+        return 2
+    try:
+        client = db.create_client(settings, purpose=f"botrequests {args.command}")
+    except datadir.DataDirError as exc:
+        print(f"botrequests {args.command}: {exc}", file=sys.stderr)
+        return 2
     try:
         return await _run_command(args, settings, client)
     except PyMongoError as exc:
@@ -296,6 +371,7 @@ async def _run_command(args: argparse.Namespace, settings: "Settings", client: A
     from botrequests.storage import db
 
     await db.init_db(client, settings)
+    await repair.after_unclean_stop(client)
     if args.command == "import":
         try:
             paths = [Path(p) for p in args.paths]

@@ -4,6 +4,7 @@ Every setting is checked here, when it is read: a bad one ends the command in on
 naming it (exit 2), never in a traceback from the library that would have used it.
 """
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -15,7 +16,8 @@ from botrequests import setting_checks as checks
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    # Empty or `mongomock://...` selects the in-memory backend: nothing is kept after exit.
+    # Empty: the embedded backend, kept in BOTREQUESTS_DATA_DIR. `mongomock://` selects it
+    # in memory only (tests, demos): nothing is kept after exit.
     mongodb_uri: Annotated[str, AfterValidator(checks.mongodb_uri)] = ""
     mongodb_database: Annotated[str, AfterValidator(checks.database_name)] = "botrequests"
     # Short timeouts so an unreachable database turns into a quick 503, not a hung request.
@@ -32,6 +34,11 @@ class Settings(BaseSettings):
     page_default_limit: int = Field(default=50, ge=1, le=500)
     # Most items one POST /bot-requests/batch may carry (more: 413).
     batch_max_items: int = Field(default=1000, ge=1, le=100_000)
+
+    # Where the embedded backend keeps its data (no MONGODB_URI): its SQLite database, its
+    # lock and the development key. Empty: the user's data directory
+    # (~/.local/share/botrequests on Linux).
+    data_dir: str = Field(default="", validation_alias="BOTREQUESTS_DATA_DIR", max_length=4096)
 
     # Set by `botrequests serve --import`: files loaded into the embedded backend at start-up
     # (os.pathsep-separated).
@@ -83,6 +90,17 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return not self.mongodb_uri or self.mongodb_uri.startswith("mongomock://")
+
+    @property
+    def durable(self) -> bool:
+        """The embedded backend kept on disk (the default): no MONGODB_URI at all."""
+        return not self.mongodb_uri
+
+    @property
+    def data_path(self) -> Path:
+        from botrequests.storage import datadir
+
+        return Path(self.data_dir).expanduser() if self.data_dir else datadir.default()
 
 
 settings = Settings()

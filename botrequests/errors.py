@@ -15,6 +15,7 @@ from pymongo.errors import (
     DuplicateKeyError,
     ExecutionTimeout,
     NetworkTimeout,
+    PyMongoError,
     ServerSelectionTimeoutError,
 )
 
@@ -84,6 +85,12 @@ class InvalidInput(ServiceError):
         return error
 
 
+class NotDurable(PyMongoError):
+    """The embedded backend could not make a write durable (its data directory is full or
+    unwritable): it was not applied. A driver error, as a server's failed write is: the
+    CLI reports it in one line, the API as 503."""
+
+
 def not_found(what: str, identifier: object) -> NotFound:
     return NotFound(f"{what} {identifier} not found")
 
@@ -132,6 +139,12 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": unavailable(problem)}, status_code=503)
 
 
+async def _not_durable(request: Request, exc: Exception) -> JSONResponse:
+    # Logged where it happened (storage/durable.py), with SQLite's reason.
+    problem = f"the data directory could not keep this write: {exc}; it was not applied"
+    return JSONResponse({"detail": unavailable(problem)}, status_code=503)
+
+
 async def _corrupt_document(request: Request, exc: Exception) -> JSONResponse:
     # Request bodies are validated by FastAPI (RequestValidationError, a 422); a pydantic
     # ValidationError reaching here comes from parsing a *stored* document another
@@ -154,3 +167,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConnectionFailure, _unavailable)
     app.add_exception_handler(CollectionWasNotInitialized, _unavailable)
     app.add_exception_handler(ValidationError, _corrupt_document)
+    app.add_exception_handler(NotDurable, _not_durable)

@@ -1,5 +1,7 @@
 """Load mongoexport files (Extended JSON, canonical or relaxed; one document per line or a
-JSON array) as they are, then report what the service could not serve.
+JSON array) or a mongodump directory (`botrequests dump`'s: `.bson` files, with the
+indexes of each `.metadata.json`) as they are, then report what the service could not
+serve.
 
 Every document of every file is parsed and checked first (`importfile.py`): a refused
 file loads nothing, and neither do the others unless `--partial` is asked for.
@@ -17,7 +19,15 @@ from pydantic import ValidationError
 
 from botrequests import importfile
 from botrequests.config import settings
-from botrequests.documents import ENTITY_MODELS, Bot, BotRequest, File, Invoice, User
+from botrequests.documents import (
+    DOCUMENT_MODELS,
+    ENTITY_MODELS,
+    Bot,
+    BotRequest,
+    File,
+    Invoice,
+    User,
+)
 from botrequests.storage import db
 
 ImportFileError = importfile.ImportFileError
@@ -26,6 +36,8 @@ ImportFileError = importfile.ImportFileError
 SHOWN = 20
 
 COLLECTIONS: dict[str, type[Document]] = {m.Settings.name: m for m in ENTITY_MODELS}
+# A dump holds every collection of the service (its keys and feedback too).
+DUMPED: dict[str, type[Document]] = {m.Settings.name: m for m in DOCUMENT_MODELS}
 
 # collection -> {reference field: referenced collection}
 REFERENCES: dict[str, dict[str, str]] = {
@@ -64,6 +76,8 @@ class Loaded:
     inserted: int = 0
     updated: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)  # existing _ids
+    indexes: list[dict[str, Any]] = field(default_factory=list)  # a dump's, to create
+    indexes_made: int = 0
 
 
 @dataclass
@@ -88,6 +102,7 @@ class Report:
         out = [
             f"{loaded.path}: {loaded.inserted} inserted, {loaded.updated} updated, "
             f"{len(loaded.skipped)} skipped (already there) into {loaded.collection}"
+            + (f", {loaded.indexes_made} index(es) created" if loaded.indexes_made else "")
             for loaded in self.files
         ]
         details = self.details()
@@ -104,9 +119,32 @@ class Report:
         return out
 
 
+def expand(paths: list[Path]) -> list[Path]:
+    """The files named: a directory stands for the `.bson` files of a dump in it (in it,
+    or one level down: `DIR/<database>/<collection>.bson`)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*.bson")) + sorted(path.glob("*/*.bson"))
+            files += found or [path]  # refused below: "cannot read"
+        else:
+            files.append(path)
+    return files
+
+
 def parse_file(path: Path, collection: str | None, max_depth: int) -> Loaded | list[str]:
     """A file's documents, checked (nothing written), or every reason it is refused."""
     name = collection or path.name.split(".")[0]
+    if path.suffix == ".bson" and name in DUMPED:
+        read = importfile.read_bson(path, name, max_depth)
+        if read.refusals:
+            return read.refusals
+        indexes = importfile.read_index_metadata(path.with_name(f"{name}.metadata.json"))
+        if isinstance(indexes, str):
+            return [indexes]
+        return Loaded(read.path, name, read.docs, indexes=indexes)
+    if path.is_dir():
+        return [f"{path}: a directory without .bson files (a dump has DIR/<database>/*.bson)"]
     if name not in COLLECTIONS:
         return [
             f"{path}: unknown collection {name!r} (one of {', '.join(COLLECTIONS)}); "
@@ -154,6 +192,7 @@ async def load(
     files: list[Loaded] = []
     refused: list[str] = []
     say = progress or (lambda _: None)
+    paths = expand(paths)
     for number, path in enumerate(paths, 1):
         say(f"checking {path} ({number} of {len(paths)})")
         parsed = parse_file(path, collection, max_depth)
@@ -177,7 +216,7 @@ async def load(
     report = Report(files, refused=refused)
     for loaded in files:
         say(f"loading {loaded.path}: {len(loaded.docs)} document(s)")
-        model = COLLECTIONS[loaded.collection]
+        model = DUMPED[loaded.collection]
         for _, doc in loaded.docs:
             doc.setdefault("_id", ObjectId())
         ids = [doc["_id"] for _, doc in loaded.docs]
@@ -190,6 +229,11 @@ async def load(
             loaded.updated = await db.set_raw(model, [doc for _, doc in old])
         elif old:
             loaded.skipped = [(line, str(doc["_id"])) for line, doc in old]
+        if loaded.indexes:
+            loaded.indexes_made, refused_indexes = await db.create_missing_indexes(
+                model, loaded.indexes
+            )
+            report.refused += [f"{loaded.path}: index {line}" for line in refused_indexes]
     say("checking references")
     found = await check(files)
     report.problems = [text for _, text in found]

@@ -87,6 +87,109 @@ def read(path: Path, collection: str, max_depth: int) -> ReadFile:
     return result
 
 
+def read_bson(path: Path, collection: str, max_depth: int) -> ReadFile:
+    """Every document of a `.bson` file (mongodump's, or `botrequests dump`'s), checked as
+    a mongoexport line is: a dump is input like any other."""
+    result = ReadFile(str(path), collection)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        result.refusals.append(f"{path}: cannot read: {exc.strerror or exc}")
+        return result
+    seen: dict[tuple[type, Any], int] = {}
+    offset, number = 0, 0
+    while offset < len(data):
+        number += 1
+        size = int.from_bytes(data[offset : offset + 4], "little", signed=True)
+        if size < 5 or offset + size > len(data):
+            result.refusals.append(f"{path}:{number}: not BSON (a document's length is wrong)")
+            return result
+        raw = data[offset : offset + size]
+        offset += size
+        try:
+            if size > MAX_DOCUMENT_BYTES:
+                raise _Refused([], f"the document is {size} bytes: at most {MAX_DOCUMENT_BYTES}")
+            try:
+                # The C decoder stops a deep nesting with RecursionError (caught here).
+                doc = bson.decode(raw)
+            except Exception as exc:  # InvalidBSON and what a hostile file makes it raise
+                raise _Refused([], f"not BSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+            _check_values(doc, max_depth)
+            if "_id" in doc and not isinstance(doc["_id"], ObjectId | str | int):
+                raise _Refused(["_id"], "must be an ObjectId")
+            stored_rules(collection, doc)
+            if "_id" in doc:
+                key = (type(doc["_id"]), doc["_id"])
+                if key in seen:
+                    raise _Refused(["_id"], f"the same _id as document {seen[key]}")
+                seen[key] = number
+            result.docs.append((number, doc))
+        except _Refused as refused:
+            where = ".".join(str(part) for part in refused.path)
+            result.refusals.append(
+                f"{path}:{number}: " + (f"{where}: " if where else "") + refused.reason
+            )
+    return result
+
+
+# What an index of a dump's metadata may say besides its key and name.
+INDEX_OPTIONS = frozenset({"unique", "sparse", "partialFilterExpression", "expireAfterSeconds"})
+MAX_METADATA_BYTES = 1024 * 1024
+
+
+def read_index_metadata(path: Path) -> list[dict[str, Any]] | str:
+    """The indexes a dump's `<collection>.metadata.json` lists (none if there is no such
+    file), each `{"name", "key": [(field, order)], options}`, or why it is refused."""
+    if not path.exists():
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")[: MAX_METADATA_BYTES + 1]
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"{path}: cannot read: {exc}"
+    if len(text) > MAX_METADATA_BYTES or too_deep(text, 16) is not None:
+        return f"{path}: larger or deeper than a collection's metadata is"
+    try:
+        metadata = json_util.loads(text)
+        listed = metadata.get("indexes", [])
+        indexes = []
+        for spec in listed:
+            name, key = spec["name"], spec["key"]
+            if name == "_id_":
+                continue
+            if not isinstance(name, str) or not isinstance(key, dict) or not key:
+                raise ValueError("an index needs a name and a key")
+            for field_name, order in key.items():
+                if order not in (1, -1) or isinstance(order, bool):
+                    raise ValueError(f"index {name}: {field_name}: an order is 1 or -1")
+            options = {k: v for k, v in spec.items() if k in INDEX_OPTIONS}
+            indexes.append({"name": name, "key": list(key.items()), **options})
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return f"{path}: not a dump's metadata: {type(exc).__name__}: {str(exc)[:200]}"
+    return indexes
+
+
+def _check_values(doc: dict[str, Any], max_depth: int) -> None:
+    """Depth, keys and values a decoded document may not have (as `_convert` checks
+    JSON), without recursion."""
+    stack: list[tuple[Any, list[str | int]]] = [(doc, [])]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict | list) and len(where) >= max_depth:
+            raise _Refused(where, f"nested deeper than {max_depth} levels")
+        if isinstance(node, dict):
+            for key, value in node.items():
+                _check_key(where, key)
+                stack.append((value, [*where, key]))
+        elif isinstance(node, list):
+            stack.extend((value, [*where, index]) for index, value in enumerate(node))
+        elif isinstance(node, str):
+            if bodyguard.has_surrogate(node):
+                raise _Refused(where, f"text {bodyguard.SURROGATE}")
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise _Refused(where, "not a finite number")
+
+
 # Bounds the API applies to an organization's retention (schemas.OrganizationCreate).
 RETENTION_DAYS = (1, 36_500)
 

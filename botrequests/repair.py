@@ -3,6 +3,7 @@ that point at it (`botrequests repair-threads`). `originalRequest` is the source
 `relatedRequests` can fall one short after a crash between a follow-up's two writes.
 """
 
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from beanie.operators import AddToSet, Inc, Pull
 
 from botrequests.documents import VERSION_BUMP, BotRequest
 from botrequests.storage import db
+
+log = logging.getLogger("botrequests")
 
 
 @dataclass
@@ -93,3 +96,38 @@ async def _repair_one(holder: dict[str, Any], want: set) -> Repair | None:
         [str(i) for i in removed],
         [str(i) for i in duplicated],
     )
+
+
+async def after_unclean_stop(client: Any) -> list[Repair]:
+    """When the data directory's last process was killed: repair the follow-up links a
+    write cut between its two steps may have left one short, and say so in the log."""
+    if not db.stopped_uncleanly(client):
+        return []
+    repairs = await repair_after_crash()
+    db.repaired(client)
+    log.warning(
+        "the data directory was not closed by its last process (a crash or kill -9): "
+        "follow-up links checked, %d request(s) repaired%s",
+        len(repairs),
+        "".join(f"; {fix.id}: added {fix.added}, removed {fix.removed}" for fix in repairs[:5]),
+    )
+    return repairs
+
+
+async def repair_after_crash() -> list[Repair]:
+    """`repair_related_requests` after an unclean stop of the embedded backend, in one
+    linear pass over what its memory holds (the batched walk sorts the whole collection
+    once per batch there), then an update for each request whose list differs."""
+    links = await db.thread_links(BotRequest)
+    children: dict[Any, set] = defaultdict(set)
+    for identifier, original, _ in links:
+        if original is not None:
+            children[original].add(identifier)
+    repairs = []
+    for identifier, _, listed in links:
+        want = children.get(identifier, set())
+        if len(listed) != len(want) or set(listed) != want:
+            repair = await _repair_one({"_id": identifier, "relatedRequests": listed}, want)
+            if repair is not None:
+                repairs.append(repair)
+    return repairs

@@ -15,6 +15,7 @@ the settings of their own process (the environment is inherited).
 """
 
 import asyncio
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -91,6 +92,21 @@ try:
     PROTOCOL: type = HttpToolsBounded
 except ImportError:  # pragma: no cover (uvicorn[standard] installs httptools)
     PROTOCOL = H11Bounded
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the app starts: a port in use ends `serve` in
+    one line before anything is printed or created (uvicorn binds after its lifespan)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def uvicorn_options() -> dict[str, Any]:

@@ -195,7 +195,7 @@ async def test_request_key_cannot_be_learned_or_taken_by_another_organization(cl
 async def test_start_up_retires_only_the_services_old_global_indexes(app, raw, caplog):
     await raw.botrequests.create_index("requestKey", unique=True, sparse=True)
     await raw.bots.create_index("slug", unique=True)
-    caplog.set_level(logging.INFO, logger="botrequests.storage.db")
+    caplog.set_level(logging.INFO, logger="botrequests.db")
     try:
         await db.init_db(app.state.mongo, app.state.settings)
         assert "requestKey_1" not in await raw.botrequests.index_information()

@@ -348,7 +348,7 @@ async def test_embedded_backend_warns_once_when_it_grows_large(app, raw, caplog,
 
     monkeypatch.setattr(embedded, "GROWTH_WARNING_DOCUMENTS", 50)
     monkeypatch.setattr(embedded, "_warned", set())
-    caplog.set_level("WARNING", logger="botrequests.storage.db")
+    caplog.set_level("WARNING", logger="botrequests.db")
     await insert_all(raw.botrequests, [{"n": i} for i in range(40)])
     assert "MONGODB_URI" not in caplog.text
     await insert_all(raw.botrequests, [{"n": i} for i in range(20)])

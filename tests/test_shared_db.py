@@ -65,7 +65,7 @@ async def neighbour_app(app, monkeypatch, prepare) -> AsyncIterator[httpx.AsyncC
 
 
 async def test_start_up_copes_with_the_other_applications_indexes(app, monkeypatch, caplog):
-    caplog.set_level(logging.INFO, logger="botrequests.storage.db")
+    caplog.set_level(logging.INFO, logger="botrequests.db")
     seen = {}
 
     async def prepare(database):
@@ -100,7 +100,7 @@ async def test_start_up_copes_with_the_other_applications_indexes(app, monkeypat
 async def test_start_up_reports_a_unique_index_the_data_refuses(app, monkeypatch, caplog):
     """The other application already has two bots with one slug in one organization: the
     unique index cannot be built; the service starts and says what that costs."""
-    caplog.set_level(logging.WARNING, logger="botrequests.storage.db")
+    caplog.set_level(logging.WARNING, logger="botrequests.db")
 
     async def prepare(database):
         org = (await database.organizations.insert_one({"name": "Acme"})).inserted_id

@@ -14,7 +14,7 @@ from typing import Any
 import bson
 from beanie import Document, init_beanie
 from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import uri_parser
+from pymongo import IndexModel, uri_parser
 from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 
 from botrequests.config import Settings
@@ -26,23 +26,36 @@ from botrequests.documents import (
     BotRequest,
     Lease,
 )
-from botrequests.storage import indexes
+from botrequests.storage import durable, indexes
 from botrequests.storage.roundtrips import count_round_trips as count_round_trips  # re-exported
 from botrequests.storage.roundtrips import listener
 
-log = logging.getLogger("botrequests.storage.db")
+log = logging.getLogger("botrequests.db")
 
 
-def create_client(settings: Settings) -> Any:
-    """A Motor client for `MONGODB_URI`, or the in-memory backend when it is unset."""
+def create_client(settings: Settings, purpose: str = "botrequests serve") -> Any:
+    """A Motor client for `MONGODB_URI`; when it is unset, the embedded backend kept in
+    the data directory (`DataDirError` if that cannot be used; `purpose` names this
+    process to another that finds it in use); `mongomock://`: the embedded backend in
+    memory only."""
     if settings.embedded:
         from botrequests.storage.embedded import EmbeddedClient
 
-        log.warning(
-            "MONGODB_URI is not set: using the embedded in-memory database; "
-            "nothing is kept after exit"
-        )
-        return EmbeddedClient(tz_aware=True)
+        if not settings.durable:
+            log.warning(
+                "MONGODB_URI=%s: the embedded database is in memory only; nothing is kept "
+                "after exit (unset MONGODB_URI to keep it in BOTREQUESTS_DATA_DIR)",
+                settings.mongodb_uri,
+            )
+            return EmbeddedClient(tz_aware=True)
+        store = durable.open_store(settings.data_path, purpose)
+        try:
+            client = EmbeddedClient(tz_aware=True, store=store)
+        except BaseException:
+            store.close()
+            raise
+        log.info("embedded database kept in %s: %d document(s) loaded", store.path, client.loaded)
+        return client
     return AsyncIOMotorClient(
         settings.mongodb_uri,
         tz_aware=True,
@@ -161,6 +174,39 @@ async def _retire_global_unique_indexes(database: Any) -> None:
 
 def close_client(client: Any) -> None:
     client.close()
+
+
+def _store(client: Any) -> "durable.Store | None":
+    holder = client.__dict__.get("holder")  # an EmbeddedClient kept on disk
+    return holder.durable if holder is not None else None
+
+
+def stopped_uncleanly(client: Any) -> bool:
+    """Whether the data directory was not closed by the last process that used it (a
+    crash or `kill -9`) and nothing has repaired what that may have left."""
+    store = _store(client)
+    return store is not None and store.recovered
+
+
+def repaired(client: Any) -> None:
+    """What an unclean stop may have left is repaired (`stopped_uncleanly` is now False)."""
+    store = _store(client)
+    if store is not None:
+        store.recovered = False
+
+
+def data_directory(client: Any) -> Any:
+    """The data directory the embedded backend keeps its data in, or None."""
+    store = _store(client)
+    return store.directory if store is not None else None
+
+
+async def thread_links(model: type[Document]) -> list[tuple[Any, Any, list]]:
+    """Every document's `(_id, originalRequest, relatedRequests)`, in one linear pass over
+    the embedded backend's memory (one hop): what a repair after a crash checks."""
+    from botrequests.storage import embedded
+
+    return await embedded.run(embedded.thread_links, collection(model))
 
 
 async def ping(client: Any) -> None:
@@ -367,6 +413,26 @@ async def set_raw(model: type[Document], docs: list[dict]) -> int:
         result = await collection(model).update_one({"_id": doc["_id"]}, {"$set": fields})
         matched += result.matched_count
     return matched
+
+
+async def create_missing_indexes(
+    model: type[Document], wanted: list[dict[str, Any]]
+) -> tuple[int, list[str]]:
+    """Create each index `{"name", "key", options}` whose name the collection lacks (a
+    dump's); how many were made, and why each other one was not."""
+    coll = collection(model)
+    existing = await coll.index_information()
+    made, refused = 0, []
+    for spec in wanted:
+        if spec["name"] in existing:
+            continue
+        options = {k: v for k, v in spec.items() if k not in ("name", "key")}
+        try:
+            await coll.create_indexes([IndexModel(spec["key"], name=spec["name"], **options)])
+            made += 1
+        except OperationFailure as exc:
+            refused.append(f"{spec['name']}: {str(exc)[:200]}")
+    return made, refused
 
 
 async def explain_find(coll: Any, query: dict, sort: list[tuple[str, int]]) -> dict:

@@ -21,6 +21,7 @@ the database layer: with `db.py`, the only module that knows the driver.
 
 import asyncio
 import functools
+import itertools
 import logging
 import threading
 from collections import deque
@@ -37,6 +38,7 @@ from mongomock_motor import (
 )
 
 from botrequests.storage import (  # noqa: F401 (the fixes install themselves)
+    durable,
     mongomock_deadline,
     mongomock_fixes,
     mongomock_lookup,
@@ -46,7 +48,7 @@ from botrequests.storage import (  # noqa: F401 (the fixes install themselves)
 # After the fixes and the indexed $lookup are in: their stages get the deadline's check too.
 mongomock_deadline.install()
 
-log = logging.getLogger("botrequests.storage.db")
+log = logging.getLogger("botrequests.db")
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-db")
 # Held by whoever touches mongomock's data: the worker for each call, the loop for an
 # inline read by key.
@@ -55,6 +57,11 @@ _LOCK = threading.Lock()
 # at most); more and it goes to the worker, so the loop never does unbounded work.
 INLINE_MAX_IDS = 1_000
 _DONE = object()
+# Calls handed to the worker, and calls it has started: a write commits at once when none
+# waits behind it, else the writes queued together share one commit (durable.py).
+_submitted = itertools.count(1)
+_started = itertools.count(1)
+_counts = {"submitted": 0, "started": 0}
 
 # mongomock-motor's async collection methods: each touches the data.
 _ASYNC_METHODS = (
@@ -93,10 +100,49 @@ async def run_timed(
     call = functools.partial(function, *args, **kwargs)
 
     def locked() -> Any:
+        _counts["started"] = next(_started)
         with _LOCK:
             return mongomock_deadline.run_with_deadline(max_time_ms, call)
 
+    _counts["submitted"] = next(_submitted)
     return await asyncio.get_running_loop().run_in_executor(_WORKER, locked)
+
+
+def _queued() -> int:
+    """How many calls wait for the worker (read in the worker: approximate is enough)."""
+    return _counts["submitted"] - _counts["started"]
+
+
+async def run_write(holder: "Holder", call: Callable[[], Any]) -> Any:
+    """Run a write in the worker and answer once it is durable: committed with the
+    writes queued beside it (one commit when nothing else waits), or `NotDurable`."""
+    store = holder.durable
+
+    def job() -> tuple[Any, BaseException | None, durable.Batch]:
+        result, error = None, None
+        with store.recording():
+            try:
+                result = call()
+            except Exception as exc:  # its effects so far are committed all the same
+                error = exc
+        ticket = store.ticket()
+        if not ticket.done and _queued() == 0:
+            store.commit(holder.server)
+        return result, error, ticket
+
+    result, error, ticket = await run(job)
+    if not ticket.done:
+        await run(_commit_holding, holder, ticket)
+    if ticket.error is not None:
+        raise ticket.error from error
+    if error is not None:
+        raise error
+    return result
+
+
+def _commit_holding(holder: "Holder", ticket: durable.Batch) -> None:
+    if not ticket.done:  # an earlier commit may have taken it
+        holder.durable.commit(holder.server)
 
 
 async def find_together(jobs: list[tuple[Any, dict, dict | None, dict]]) -> list[list[dict]]:
@@ -121,6 +167,14 @@ async def find_together(jobs: list[tuple[Any, dict, dict | None, dict]]) -> list
         ]
 
     return await run(all_of_them)
+
+
+def thread_links(collection: Any) -> list[tuple[Any, Any, list]]:
+    """`(_id, originalRequest, relatedRequests)` of every stored document (in the worker)."""
+    return [
+        (document["_id"], document.get("originalRequest"), document.get("relatedRequests") or [])
+        for document in collection._sync()._store._documents.values()
+    ]
 
 
 def is_embedded(collection: Any) -> bool:
@@ -262,6 +316,8 @@ def _off_loop(name: str) -> Callable[..., Any]:
                 _warn_when_large(sync)
             return result
 
+        if self._holder is not None:
+            return await run_write(self._holder, call)
         return await run(call)
 
     method.__name__ = name
@@ -269,8 +325,9 @@ def _off_loop(name: str) -> Callable[..., Any]:
 
 
 class _Collection(AsyncMongoMockCollection):
-    def __init__(self, database: Any, collection: Any) -> None:
+    def __init__(self, database: Any, collection: Any, holder: "Holder | None") -> None:
         super().__init__(database, collection)
+        self._holder = holder  # the data directory's store, when kept on disk
         mongomock_fixes.partial_aware_uniques(collection)
 
     def _sync(self) -> Any:
@@ -299,6 +356,8 @@ class _Collection(AsyncMongoMockCollection):
                 )
             return names
 
+        if self._holder is not None:
+            return await run_write(self._holder, create)
         return await run(create)
 
 
@@ -307,18 +366,44 @@ for _name in _ASYNC_METHODS:
 
 
 class _Database(AsyncMongoMockDatabase):
+    _holder: "Holder | None" = None
+
     def get_collection(self, *args: Any, **kwargs: Any) -> _Collection:
         sync = _private(self, "AsyncMongoMockDatabase", "database")
-        return _Collection(self, sync.get_collection(*args, **kwargs))
+        return _Collection(self, sync.get_collection(*args, **kwargs), self._holder)
+
+
+class Holder:
+    """A data directory's store and the mongomock data it keeps."""
+
+    def __init__(self, store: durable.Store, server: Any) -> None:
+        self.durable, self.server = store, server
 
 
 class EmbeddedClient(AsyncMongoMockClient):
-    """An in-memory MongoDB with Motor's interface, queried off the event loop."""
+    """mongomock with Motor's interface, queried off the event loop; with `store`, its
+    data loaded from and written through to that data directory (durable.py)."""
+
+    def __init__(self, *args: Any, store: durable.Store | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.holder: Holder | None = None
+        if store is not None:
+            server = _private(self, "AsyncMongoMockClient", "client")._store
+            self.loaded = store.load(server)
+            self.holder = Holder(store, server)
 
     def get_database(self, *args: Any, **kwargs: Any) -> _Database:
         sync = _private(self, "AsyncMongoMockClient", "client")
-        return _Database(
+        database = _Database(
             self,
             sync.get_database(*args, **kwargs),
             mock_build_info=_private(self, "AsyncMongoMockClient", "build_info"),
         )
+        database._holder = self.holder
+        return database
+
+    def close(self) -> None:
+        _private(self, "AsyncMongoMockClient", "client").close()
+        if self.holder is not None:
+            with _LOCK:  # after any write still in the worker
+                self.holder.durable.close()

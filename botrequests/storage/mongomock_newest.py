@@ -76,7 +76,7 @@ class _Index:
 
 
 def _index(collection: Collection) -> _Index | None:
-    index = collection.__dict__.get("_newest_index")
+    index = collection._store.__dict__.get("_newest_index")
     if index is not None and len(index.keys) - index.stale != len(collection._store):
         index = None  # written to some other way: rebuilt
     if index is None:
@@ -84,12 +84,17 @@ def _index(collection: Collection) -> _Index | None:
             index = _Index(collection)
         except _Unordered:
             return None
-        collection.__dict__["_newest_index"] = index
+        collection._store.__dict__["_newest_index"] = index
     return index
 
 
 def _drop(collection: Collection) -> None:
-    collection.__dict__.pop("_newest_index", None)
+    forget(collection._store)
+
+
+def forget(store: Any) -> None:
+    """Drop a collection's index (kept on its store): rebuilt by the next walk."""
+    store.__dict__.pop("_newest_index", None)
 
 
 def walkable(args: tuple, kwargs: dict) -> dict | None:
@@ -147,7 +152,7 @@ def _safe_update(update: Any) -> bool:
 
 def after_write(collection: Collection, name: str, args: tuple, kwargs: dict, result: Any) -> None:
     """Keep the index true after `collection.<name>(*args, **kwargs)` answered `result`."""
-    index = collection.__dict__.get("_newest_index")
+    index = collection._store.__dict__.get("_newest_index")
     if index is None or name in _READS:
         return
     stored = collection._store._documents
