@@ -43,15 +43,7 @@ def _serve(args: argparse.Namespace, settings: "Settings") -> int:
         # The app loads these in its lifespan (the embedded database lives in its process).
         os.environ["BOTREQUESTS_IMPORT_PATHS"] = os.pathsep.join(args.import_paths)
     host, port = args.host or settings.host, args.port or settings.port
-    # Before anything is printed or created: the data directory is free, the port too.
-    try:
-        if settings.durable:
-            store = durable.open_store(settings.data_path, "botrequests serve")
-            if args.reload:
-                store.close()  # the reloader's worker process opens it
-    except datadir.DataDirError as exc:
-        print(f"botrequests: {exc}", file=sys.stderr)
-        return 2
+    # Before anything is printed or created: the port is free, then the data directory.
     listening = None
     if not args.reload:
         try:
@@ -60,6 +52,14 @@ def _serve(args: argparse.Namespace, settings: "Settings") -> int:
             reason = exc.strerror or exc
             print(f"botrequests: cannot listen on {host}:{port}: {reason}", file=sys.stderr)
             return 2
+    try:
+        if settings.durable:
+            store = durable.open_store(settings.data_path, "botrequests serve")
+            if args.reload:
+                store.close()  # the reloader's worker process opens it
+    except datadir.DataDirError as exc:
+        print(f"botrequests: {exc}", file=sys.stderr)
+        return 2
     base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     if settings.durable:
         backend = f"embedded, kept in {settings.data_path}"

@@ -9,6 +9,7 @@ database per test. Tests marked `realmongo` run on the wire lane only.
 """
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -20,6 +21,9 @@ from botrequests.documents import DOCUMENT_MODELS
 from tests.wire import WireServer, wire_server
 
 REAL_MONGODB_URI = os.environ.get("TEST_MONGODB_URI", "")
+# The durable default keeps its data in the user's data directory: nothing the suite runs
+# (processes included) may use the real one.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="botrequests-suite-")
 LANES = ["embedded"] + ([] if os.environ.get("WIRE", "on") == "off" else ["wire"])
 
 
@@ -58,7 +62,9 @@ def wire() -> Iterator[WireServer | None]:
 @pytest.fixture(scope="session", params=LANES)
 async def lane(request: pytest.FixtureRequest) -> AsyncIterator:
     """The lane's app, started once (lifespan running) for every test of that lane."""
-    uri = ""
+    uri = (
+        "mongomock://"  # the embedded backend in memory: tests of the data directory make their own
+    )
     if request.param == "wire":
         server = request.getfixturevalue("wire")
         uri = REAL_MONGODB_URI or server.uri

@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -28,14 +29,26 @@ class Served:
     base: str
     key: str | None  # the development key printed at start-up (access control on)
     output: list[str]
+    process: subprocess.Popen
 
 
 @contextmanager
-def served(*args: str, auth: bool = False) -> Iterator[Served]:
-    """Start `botrequests serve` on a free port on the embedded backend; with `auth`,
-    access control on as by default, and the development key it prints."""
+def served(
+    *args: str, auth: bool = False, data_dir: Path | None = None, first: bool = True
+) -> Iterator[Served]:
+    """Start `botrequests serve` on a free port on the embedded backend, kept in `data_dir`
+    (default: a new one, removed after); with `auth`, access control on as by default, and
+    the development key it prints on a `first` start of that directory."""
+    if data_dir is None:
+        with (
+            tempfile.TemporaryDirectory(prefix="botrequests-served-") as fresh,
+            served(*args, auth=auth, data_dir=Path(fresh), first=first) as server,
+        ):
+            yield server
+        return
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "BOTREQUESTS_"))}
+    env["BOTREQUESTS_DATA_DIR"] = str(data_dir)
     if not auth:
         env["BOTREQUESTS_AUTH"] = "off"
     process = subprocess.Popen(
@@ -61,14 +74,14 @@ def served(*args: str, auth: bool = False) -> Iterator[Served]:
         deadline = time.monotonic() + 120  # a busy machine may take this long to start it
         while True:
             try:
-                if httpx.get(f"{base}/readyz").status_code == 200 and (key or not auth):
+                if httpx.get(f"{base}/readyz").status_code == 200 and (key or not (auth and first)):
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("botrequests serve did not start:\n" + "".join(output))
             time.sleep(0.1)
-        yield Served(base, key[0] if key else None, output)
+        yield Served(base, key[0] if key else None, output, process)
     finally:
         process.terminate()
         process.wait(timeout=10)

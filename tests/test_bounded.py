@@ -419,7 +419,7 @@ def test_embedded_find_by_id_uses_the_key_and_answers_as_a_scan_would():
         {"n": {"$lt": 3}},
     ]
     for query in filters:
-        fast = sorted(str(d["_id"]) for d in mongomock_fixes._iter_documents(collection, query))
+        fast = sorted(str(d["_id"]) for d in mongomock_fixes.iter_documents(collection, query))
         slow = sorted(str(d["_id"]) for d in mongomock_fixes._SLOW_ITER(collection, query))
         assert fast == slow, query
     assert mongomock_fixes._ids_named({"_id": {"$gt": ids[40]}}) is None  # a scan

@@ -337,15 +337,23 @@ def test_serve_trusts_forwarded_headers_only_from_forwarded_allow_ips(monkeypatc
     import uvicorn
 
     from botrequests import serving
+    from tests.servers import free_port
 
     given: dict = {}
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: given.update(kwargs))
-    assert cli.main(["serve"]) == 0
+
+    def run(server: uvicorn.Server, sockets: list) -> None:
+        given.update(vars(server.config), sockets=sockets)
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    monkeypatch.setenv("MONGODB_URI", "mongomock://")
+    assert cli.main(["serve", "--port", str(free_port())]) == 0
     assert given["proxy_headers"] is False
     assert given["http"] is serving.PROTOCOL
     assert given["limit_concurrency"] == serving.settings.max_connections
+    assert len(given["sockets"]) == 1  # bound before the app starts
     monkeypatch.setattr(serving.settings, "forwarded_allow_ips", "10.0.0.5")
-    assert cli.main(["serve"]) == 0
+    assert cli.main(["serve", "--port", str(free_port())]) == 0
     assert given["proxy_headers"] is True
     assert given["forwarded_allow_ips"] == "10.0.0.5"
 

@@ -32,7 +32,9 @@ from mongomock.collection import Collection
 from mongomock.store import CollectionStore, ServerStore
 
 from botrequests.errors import NotDurable
-from botrequests.storage import datadir, mongomock_newest
+
+# The fixes replace `_iter_documents` first; the recording below wraps theirs.
+from botrequests.storage import datadir, mongomock_fixes, mongomock_newest
 from botrequests.storage.datadir import DataDirError
 
 log = logging.getLogger("botrequests.db")
@@ -90,6 +92,7 @@ def _install() -> None:
         CollectionStore.drop_index,
     )
     walk = Collection._iter_documents
+    assert walk is mongomock_fixes.iter_documents, "mongomock_fixes must be installed first"
 
     def __setitem__(self: CollectionStore, key: Any, value: Any) -> None:
         set_item(self, key, value)

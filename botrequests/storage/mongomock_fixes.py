@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import mongomock
 from bson import Decimal128, Int64, ObjectId
 from mongomock import aggregate as mongomock_aggregate
 from mongomock import collection as mongomock_collection
 from mongomock.collection import Collection
 from mongomock.filtering import filter_applies
 from mongomock.helpers import get_value_by_dot, patch_datetime_awareness_in_document
-from mongomock.store import CollectionStore
+from mongomock.store import CollectionStore, DatabaseStore, ServerStore
 from pymongo.errors import DuplicateKeyError
 
 from botrequests.storage import mongomock_deadline
@@ -53,6 +54,14 @@ REQUIRED = [
     (mongomock_collection, "_copy_field"),
     (Collection, "_iter_documents"),
     (Collection, "_ensure_uniques"),
+    # durable.py: what a write touches, and where the data is to load and write through.
+    (CollectionStore, "__setitem__"),
+    (CollectionStore, "__delitem__"),
+    (CollectionStore, "drop"),
+    (CollectionStore, "create_index"),
+    (CollectionStore, "drop_index"),
+    (CollectionStore, "create"),
+    (ServerStore, "__getitem__"),
 ]
 # What a collection's store holds (instance attributes, read on a throwaway one).
 STORE_ATTRIBUTES = ("_documents", "indexes", "is_empty")
@@ -70,6 +79,13 @@ def check_internals() -> None:
     missing += [f"pipeline stage {stage}" for stage, table in PATCHED.items() if stage not in table]
     store = CollectionStore("check")
     missing += [f"CollectionStore.{name}" for name in STORE_ATTRIBUTES if not hasattr(store, name)]
+    for owner, name in (
+        (ServerStore(), "_databases"),
+        (DatabaseStore(), "_collections"),
+        (mongomock.MongoClient(), "_store"),
+    ):
+        if not hasattr(owner, name):
+            missing.append(f"{type(owner).__name__}.{name}")
     if missing:
         raise MongomockChanged(
             f"mongomock {version} lacks {', '.join(missing)}: the embedded backend's fixes "
@@ -234,7 +250,7 @@ def _ids_named(query: Any) -> list | None:
     return None
 
 
-def _iter_documents(self: Collection, query: Any) -> Any:
+def iter_documents(self: Collection, query: Any) -> Any:
     ids = _ids_named(query)
     if ids is None and mongomock_deadline.active() and not self._store.is_empty:
         # A scan under QUERY_TIMEOUT_MS: mongomock's, with the deadline checked as it goes.
@@ -254,7 +270,7 @@ def _iter_documents(self: Collection, query: Any) -> Any:
     return (document for document in found.values() if filter_applies(query, document))
 
 
-Collection._iter_documents = _iter_documents
+Collection._iter_documents = iter_documents
 
 
 # Values a copy may share: none of them can be changed in place.
