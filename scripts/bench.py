@@ -270,6 +270,9 @@ async def bench_served(seconds: float, ingest: int) -> None:
     env = dict(os.environ)
     env["LOG_LEVEL"] = "warning"
     env["BOTREQUESTS_AUTH"] = "off"
+    # The embedded backend in memory, as in-process: scripts/durable_bench.py measures
+    # what keeping it on disk adds.
+    env["MONGODB_URI"] = env.get("MONGODB_URI") or "mongomock://"
     port = free_port()
     server = start([sys.executable, "-m", "botrequests", "serve", "--port", str(port)], port, env)
     base = f"http://127.0.0.1:{port}"
@@ -331,7 +334,11 @@ async def bench_growth(sizes: list[int]) -> None:
     """The embedded backend's cost as its data grows: no indexes, so every query scans
     (and copies) the collection. Measured in one process, at each size in turn."""
     settings = Settings(
-        mongodb_database="growth", BOTREQUESTS_AUTH="off", LOG_LEVEL="warning", _env_file=None
+        mongodb_uri="mongomock://",
+        mongodb_database="growth",
+        BOTREQUESTS_AUTH="off",
+        LOG_LEVEL="warning",
+        _env_file=None,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -394,7 +401,7 @@ async def run(smoke: bool, backend: str) -> str:
     uri = os.environ.get("MONGODB_URI", "")
     # Access control off: an API key adds one indexed lookup (one round trip) per call.
     settings = Settings(
-        mongodb_uri=uri,
+        mongodb_uri=uri or "mongomock://",
         mongodb_database=f"bench_{os.getpid()}",
         BOTREQUESTS_AUTH="off",
         _env_file=None,

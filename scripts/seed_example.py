@@ -37,7 +37,7 @@ async def _client(base_url: str | None, key: str | None) -> AsyncIterator[httpx.
     from botrequests.app import create_app
     from botrequests.config import Settings
 
-    app = create_app(Settings(mongodb_uri="", BOTREQUESTS_AUTH="off", _env_file=None))
+    app = create_app(Settings(mongodb_uri="mongomock://", BOTREQUESTS_AUTH="off", _env_file=None))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("29.251.124.244", 1234))
         async with httpx.AsyncClient(transport=transport, base_url="http://embedded") as client:

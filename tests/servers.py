@@ -30,16 +30,22 @@ class Served:
     key: str | None  # the development key printed at start-up (access control on)
     output: list[str]
     process: subprocess.Popen
+    data_dir: Path | None
 
 
 @contextmanager
 def served(
-    *args: str, auth: bool = False, data_dir: Path | None = None, first: bool = True
+    *args: str,
+    auth: bool = False,
+    data_dir: Path | None = None,
+    first: bool = True,
+    memory: bool = False,
 ) -> Iterator[Served]:
     """Start `botrequests serve` on a free port on the embedded backend, kept in `data_dir`
-    (default: a new one, removed after); with `auth`, access control on as by default, and
-    the development key it prints on a `first` start of that directory."""
-    if data_dir is None:
+    (default: a new one, removed after), or with `memory` in memory only (`mongomock://`);
+    with `auth`, access control on as by default, and the development key it prints on a
+    `first` start."""
+    if data_dir is None and not memory:
         with (
             tempfile.TemporaryDirectory(prefix="botrequests-served-") as fresh,
             served(*args, auth=auth, data_dir=Path(fresh), first=first) as server,
@@ -48,7 +54,10 @@ def served(
         return
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "BOTREQUESTS_"))}
-    env["BOTREQUESTS_DATA_DIR"] = str(data_dir)
+    if memory:
+        env["MONGODB_URI"] = "mongomock://"
+    else:
+        env["BOTREQUESTS_DATA_DIR"] = str(data_dir)
     if not auth:
         env["BOTREQUESTS_AUTH"] = "off"
     process = subprocess.Popen(
@@ -81,7 +90,7 @@ def served(
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("botrequests serve did not start:\n" + "".join(output))
             time.sleep(0.1)
-        yield Served(base, key[0] if key else None, output, process)
+        yield Served(base, key[0] if key else None, output, process, data_dir)
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -344,7 +344,9 @@ async def test_outage_recovers_by_itself_when_database_comes_back(app, monkeypat
         await real_init(client, config)
 
     monkeypatch.setattr(db, "init_db", flaky)
-    settings = Settings(mongodb_timeout_ms=100, BOTREQUESTS_AUTH="off", _env_file=None)
+    settings = Settings(
+        mongodb_uri="mongomock://", mongodb_timeout_ms=100, BOTREQUESTS_AUTH="off", _env_file=None
+    )
     other = create_app(settings)
     try:
         async with other.router.lifespan_context(other):

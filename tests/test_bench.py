@@ -78,3 +78,26 @@ def test_embedded_pages_script_prints_both_sides():
     assert len(rows) == 5  # four pages and the insert
     for row in rows:
         assert row.count(" ms |") == 2, row
+
+
+def test_durable_bench_smoke_measures_both_sides_in_one_run(tmp_path):
+    """scripts/durable_bench.py end to end (wrk: skipped where it is missing)."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("wrk") is None:
+        pytest.skip("needs wrk (apt-get install wrk)")
+    page = tmp_path / "benchmarks.md"
+    page.write_text((ROOT / "docs" / "benchmarks.md").read_text())
+    table = run_script("scripts/durable_bench.py", "--smoke", "--docs", str(page))
+    for row in ("single `POST /bot-requests`", "`POST /bot-requests/batch` of 50"):
+        line = next(x for x in table.splitlines() if x.startswith(f"| {row}"))
+        memory, disk, ratio = line.split("|")[2:5]
+        assert int(memory.replace(" ", "")) > 0
+        assert int(disk.replace(" ", "")) > 0
+        assert ratio.strip().endswith("%")
+    assert "start-up until `/readyz` answers 200" in table
+    assert "with 300 requests stored" in table
+    region = page.read_text().split("<!-- generated: durable -->\n")[1].split("<!-- end:")[0]
+    assert table.strip().splitlines()[-1] in region

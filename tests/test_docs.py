@@ -38,6 +38,7 @@ EXPECTED = {
     "649bc73858b7391cbaa555ff": ['"id":"649bc73858b7391cbaa555ff"', '"name":"Hellow world bot"'],
     """{"text": "Hi"}}'""": ['"response":{"text":"Hi"}', '"credits":0'],
     "Your order ships today.": ['"text":"Your order ships today."', '"success":true'],
+    'botrequests dump "$DUMP"': ["document(s) written to", "organizations.metadata.json"],
 }
 
 
@@ -75,6 +76,8 @@ def test_docs_flow_works_as_written(page: str, marker: str, block: str):
             "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
         }
         env = {k: v for k, v in env.items() if not k.startswith("BOTREQUESTS_") or k == "KEY"}
+        # A command of the flow works on the service's own data directory.
+        env["BOTREQUESTS_DATA_DIR"] = str(server.data_dir)
         done = subprocess.run(
             ["bash", "-c", runnable(block, int(port))],
             cwd=ROOT,
