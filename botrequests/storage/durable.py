@@ -128,6 +128,7 @@ def _install() -> None:
         # An update changes the documents it walks in place: each may have changed.
         return _watched(batch, self._store, found)
 
+    walked.__wrapped__ = walk  # type: ignore[attr-defined]
     CollectionStore.__setitem__ = __setitem__  # type: ignore[method-assign]
     CollectionStore.__delitem__ = __delitem__  # type: ignore[method-assign]
     CollectionStore.drop = dropped  # type: ignore[method-assign]
