@@ -6,6 +6,7 @@ cannot be made (a full disk) answers 503 and applies nothing; `botrequests dump`
 by an independent BSON reader and loaded into a MongoDB wire server by `import`.
 """
 
+import asyncio
 import os
 import shutil
 import socket
@@ -21,7 +22,7 @@ import pytest
 
 from botrequests.app import create_app
 from botrequests.config import Settings
-from botrequests.storage import datadir, embedded
+from botrequests.storage import datadir
 from tests.factories import request_body, seed_world
 from tests.servers import ROOT, free_port, served
 
@@ -253,14 +254,12 @@ def test_import_into_a_throwaway_database_refuses_saying_why(tmp_path):
 async def _pages_limit(app, pages: int | None) -> None:
     """SQLite's own limit on the file's size (PRAGMA max_page_count): past it a commit
     fails with SQLITE_FULL, "database or disk is full", as on a full disk."""
-    store = app.state.mongo.holder.durable
 
-    def limit() -> None:
-        connection = store._db
+    def limit(connection) -> None:
         current = connection.execute("PRAGMA page_count").fetchone()[0]
         connection.execute(f"PRAGMA max_page_count={pages or current}")
 
-    await embedded.run(limit)
+    await asyncio.to_thread(app.state.mongo.holder.durable.call, limit)
 
 
 async def test_full_disk_on_commit_answers_503_applies_nothing_and_reads_go_on(tmp_path):

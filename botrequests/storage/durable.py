@@ -4,38 +4,37 @@ mongomock holds the documents that queries run on; SQLite (WAL, `synchronous=FUL
 keeps them, one table per collection keyed by `_id` and holding each document's BSON,
 and one row per collection with its indexes. Nothing here is a journal format: what is
 written is the whole new version of each document a write changed, or its deletion,
-taken from mongomock's store after the write, so what is on disk cannot differ from
-what was answered. A crash mid-commit is SQLite's to recover.
+taken from mongomock's store right after the write (`recording.py` says which), so what
+is on disk cannot differ from what was answered. A crash mid-commit is SQLite's to
+recover.
 
-A write records what it touches while it runs in the embedded worker (`recording`): the
-keys mongomock's store sets or deletes, and the documents an update or delete walked
-(mongomock changes them in place). Writes join the open `Batch`; `commit` writes the
-batch in one transaction. The embedded worker commits when nothing else is queued, so
-writes that arrive together share one commit (one fsync), and each is answered after
-the commit that holds it. A commit that fails (a full disk) is rolled back in SQLite and
-the batch's documents are put back in memory as SQLite still has them: those writes are
-answered 503 and not applied. A read made before that may have seen them.
+Each write is encoded in the embedded worker as it ends, and handed to the committer
+thread, which writes every batch waiting for it in one transaction (one fsync) while the
+worker goes on with the next calls; each write is answered once the commit holding it
+is done. A commit that fails (a full disk) is rolled back, and that batch and every
+one after it (they were made on top of it) are put back in memory as SQLite still has
+them: those writes are answered 503 and not applied. A read made in between may have
+seen them.
 """
 
 import contextlib
 import logging
+import queue
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import bson
-from mongomock import helpers
-from mongomock.collection import Collection
 from mongomock.store import CollectionStore, ServerStore
 
 from botrequests.errors import NotDurable
-
-# The fixes replace `_iter_documents` first; the recording below wraps theirs.
-from botrequests.storage import datadir, mongomock_fixes, mongomock_newest
+from botrequests.storage import datadir, mongomock_newest, recording
 from botrequests.storage.datadir import DataDirError
+from botrequests.storage.recording import Batch
 
 log = logging.getLogger("botrequests.db")
 
@@ -47,103 +46,8 @@ CREATE TABLE IF NOT EXISTS collections (
     indexes BLOB NOT NULL, PRIMARY KEY (database, name));
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-@dataclass(eq=False)
-class Batch:
-    """Writes waiting for one commit: the keys each collection's store changed."""
-
-    touched: dict[CollectionStore, set] = field(default_factory=dict)
-    indexes: set[CollectionStore] = field(default_factory=set)
-    cleared: set[CollectionStore] = field(default_factory=set)
-    done: bool = False
-    error: NotDurable | None = None
-
-    def touch(self, store: CollectionStore, key: Any) -> None:
-        keys = self.touched.get(store)
-        if keys is None:
-            keys = self.touched[store] = set()
-        keys.add(key)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.touched or self.indexes or self.cleared)
-
-
-# The batch of the write running now (in the embedded worker, under its lock), if any.
-_recording: Batch | None = None
-
-
-def _key_of(document: dict) -> Any:
-    identifier = document["_id"]
-    return helpers.hashdict(identifier) if isinstance(identifier, dict) else identifier
-
-
-def _id_bytes(key: Any) -> bytes:
-    return bson.encode({"_id": dict(key) if isinstance(key, helpers.hashdict) else key})
-
-
-def _install() -> None:
-    """Make mongomock's store report what a write touches (only while one records)."""
-    set_item, del_item = CollectionStore.__setitem__, CollectionStore.__delitem__
-    drop, create_index, drop_index = (
-        CollectionStore.drop,
-        CollectionStore.create_index,
-        CollectionStore.drop_index,
-    )
-    walk = Collection._iter_documents
-    assert walk is mongomock_fixes.iter_documents, "mongomock_fixes must be installed first"
-
-    def __setitem__(self: CollectionStore, key: Any, value: Any) -> None:
-        set_item(self, key, value)
-        if _recording is not None:
-            _recording.touch(self, key)
-
-    def __delitem__(self: CollectionStore, key: Any) -> None:
-        del_item(self, key)
-        if _recording is not None:
-            _recording.touch(self, key)
-
-    def dropped(self: CollectionStore) -> None:
-        drop(self)
-        if _recording is not None:
-            _recording.cleared.add(self)
-            _recording.indexes.add(self)
-
-    def index_made(self: CollectionStore, *args: Any) -> None:
-        create_index(self, *args)
-        if _recording is not None:
-            _recording.indexes.add(self)
-
-    def index_dropped(self: CollectionStore, *args: Any) -> None:
-        drop_index(self, *args)
-        if _recording is not None:
-            _recording.indexes.add(self)
-
-    def walked(self: Collection, query: Any) -> Any:
-        found = walk(self, query)
-        batch = _recording
-        if batch is None:
-            return found
-        # An update changes the documents it walks in place: each may have changed.
-        return _watched(batch, self._store, found)
-
-    walked.__wrapped__ = walk  # type: ignore[attr-defined]
-    CollectionStore.__setitem__ = __setitem__  # type: ignore[method-assign]
-    CollectionStore.__delitem__ = __delitem__  # type: ignore[method-assign]
-    CollectionStore.drop = dropped  # type: ignore[method-assign]
-    CollectionStore.create_index = index_made  # type: ignore[method-assign]
-    CollectionStore.drop_index = index_dropped  # type: ignore[method-assign]
-    Collection._iter_documents = walked  # type: ignore[method-assign]
-
-
-def _watched(batch: Batch, store: CollectionStore, found: Iterator[dict]) -> Iterator[dict]:
-    for document in found:
-        batch.touch(store, _key_of(document))
-        yield document
-
-
-_install()
+_STOP = object()
+_FAILURES = (sqlite3.Error, bson.errors.BSONError, OverflowError, LookupError)
 
 
 def encode_indexes(indexes: dict[str, dict]) -> bytes:
@@ -164,15 +68,22 @@ def decode_indexes(blob: bytes) -> dict[str, dict]:
 
 
 class Store:
-    """One data directory's SQLite database, and the lock that makes it this process's."""
+    """One data directory's SQLite database, the lock that makes it this process's, and
+    the thread that commits to it."""
 
     def __init__(self, directory: Path, purpose: str) -> None:
         self.directory = datadir.prepare(directory)
         self.path = self.directory / datadir.DATABASE_FILE
         self._lock = datadir.Lock(self.directory, purpose)
-        self.open_batch = Batch()
-        self._tables: dict[CollectionStore, str] = {}
-        self._names: dict[str, tuple[str, str]] = {}  # table -> (database, collection)
+        # (database, collection) -> table: read and written by the committer only (and
+        # by `load`, before it starts).
+        self._tables: dict[tuple[str, str], str] = {}
+        # store -> (database, collection): the worker's, under the data lock.
+        self._named: dict[CollectionStore, tuple[str, str]] = {}
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._closing = threading.Lock()
+        self._closed = False
+        self._committer: threading.Thread | None = None
         self.recovered = False  # the last process using it did not close it
         try:
             self._db = self._connect()
@@ -217,110 +128,200 @@ class Store:
                 documents = store._documents
                 for (blob,) in self._db.execute(f'SELECT doc FROM "{table}" ORDER BY rowid'):
                     document = bson.decode(blob)
-                    documents[_key_of(document)] = document
+                    documents[recording.key_of(document)] = document
                     count += 1
-                self._tables[store] = table
-                self._names[table] = (database, name)
+                self._tables[(database, name)] = table
+                self._named[store] = (database, name)
         except (sqlite3.DatabaseError, bson.errors.InvalidBSON) as exc:
             raise _damaged(self.path, exc) from None
         return count
 
-    @contextlib.contextmanager
-    def recording(self) -> Iterator[Batch]:
-        """While a write runs (in the embedded worker): what it touches joins the batch."""
-        global _recording
-        _recording = self.open_batch
-        try:
-            yield self.open_batch
-        finally:
-            _recording = None
+    def start(self, server: ServerStore, data_lock: Any) -> None:
+        """Start committing; `data_lock` is held by whoever touches mongomock's data."""
+        self._server, self._data_lock = server, data_lock
+        self._committer = threading.Thread(target=self._commit_loop, name="embedded-commit")
+        self._committer.daemon = True
+        self._committer.start()
 
-    def ticket(self) -> Batch:
-        """The batch holding the writes made so far (already done when they touched nothing)."""
-        if self.open_batch.empty:
-            return Batch(done=True)
-        return self.open_batch
+    # --- in the embedded worker, under the data lock --------------------------------------
 
-    def commit(self, server: ServerStore) -> None:
-        """Commit the open batch (in the embedded worker); on failure, undo it in memory."""
-        batch, self.open_batch = self.open_batch, Batch()
-        if batch.empty:
-            batch.done = True
+    def submit(self, batch: Batch) -> None:
+        """Encode what a write touched, as it is now, and hand it to the committer (its
+        future is done when that is on disk)."""
+        if not (batch.touched or batch.indexes or batch.cleared):
+            batch.future.set_result(None)
             return
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._write(batch, server)
-                self._db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-                raise
-        except (sqlite3.Error, bson.errors.BSONError, OverflowError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"[:300]
-            log.error("embedded database: a write could not be made durable (%s)", reason)
-            self._undo(batch)
-            batch.error = NotDurable(reason)
-        finally:
-            batch.done = True
+            for store in batch.touched.keys() | batch.indexes | batch.cleared:
+                database, name = self._name(store)
+                documents = store._documents
+                kept, gone = [], []
+                for key in batch.touched.get(store, ()):
+                    document = documents.get(key)
+                    if document is None:
+                        gone.append(recording.id_bytes(key))
+                    else:
+                        kept.append((recording.id_bytes(key), bson.encode(document)))
+                indexes = encode_indexes(store.indexes) if store in batch.indexes else None
+                cleared = store in batch.cleared
+                batch.payload.append((database, name, store, kept, gone, cleared, indexes))
+        except _FAILURES as exc:  # the committer undoes it, with what follows it
+            batch.unencodable = f"{type(exc).__name__}: {exc}"
+        with self._closing:
+            if self._closed:
+                batch.future.set_exception(NotDurable("the data directory is closed"))
+                return
+            self._queue.put(batch)
 
-    def _table(self, store: CollectionStore, server: ServerStore) -> str:
-        table = self._tables.get(store)
-        if table is None:
-            database, name = self._find(store, server)
-            table = f"c{len(self._names) + 1}"
-            while table in self._names:
-                table += "_"
-            self._db.execute(
-                f'CREATE TABLE IF NOT EXISTS "{table}" (id BLOB PRIMARY KEY, doc BLOB NOT NULL)'
-            )
-            self._db.execute(
+    def _name(self, store: CollectionStore) -> tuple[str, str]:
+        named = self._named.get(store)
+        if named is None:
+            for database, holder in self._server._databases.items():
+                for name, candidate in holder._collections.items():
+                    if candidate is store:
+                        named = self._named[store] = (database, name)
+            if named is None:
+                raise LookupError(f"collection {store.name} belongs to no database")
+        return named
+
+    # --- the committer thread -------------------------------------------------------------
+
+    def _commit_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            if isinstance(first, tuple):
+                self._call(*first)
+                continue
+            batches = [first]
+            while True:  # every batch waiting now joins this commit
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stopping = True
+                    break
+                if isinstance(more, tuple):  # after this commit
+                    self._queue.put(more)
+                    break
+                batches.append(more)
+            self._commit(batches)
+
+    def _call(self, function: Callable[[sqlite3.Connection], Any], job: Future) -> None:
+        try:
+            job.set_result(function(self._db))
+        except Exception as exc:
+            job.set_exception(exc)
+
+    def _commit(self, batches: list[Batch]) -> None:
+        known = dict(self._tables)
+        try:
+            statements = [s for batch in batches for s in self._statements(batch)]
+            if len(statements) == 1:
+                # One statement is its own transaction (autocommit): one step, one fsync,
+                # and the GIL taken back once.
+                self._db.execute(*statements[0])
+            else:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in statements:
+                        self._db.execute(*statement)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                    raise
+        except _FAILURES as exc:
+            self._tables = known  # tables made in the rolled-back transaction are gone
+            self._fail(batches, f"{type(exc).__name__}: {exc}"[:300])
+            return
+        for batch in batches:
+            batch.future.set_result(None)
+
+    def _table(self, database: str, name: str, indexes: bytes | None) -> tuple[str, list]:
+        """The collection's table, and the statements that make it if it is new."""
+        table = self._tables.get((database, name))
+        if table is not None:
+            return table, []
+        table = f"c{len(self._tables) + 1}"
+        while table in self._tables.values():
+            table += "_"
+        self._tables[(database, name)] = table
+        return table, [
+            (f'CREATE TABLE "{table}" (id BLOB PRIMARY KEY, doc BLOB NOT NULL)',),
+            (
                 "INSERT INTO collections VALUES (?, ?, ?, ?)",
-                (database, name, table, encode_indexes(store.indexes)),
-            )
-            self._tables[store] = table
-            self._names[table] = (database, name)
-        return table
+                (database, name, table, indexes or encode_indexes({})),
+            ),
+        ]
 
-    @staticmethod
-    def _find(store: CollectionStore, server: ServerStore) -> tuple[str, str]:
-        for database, holder in server._databases.items():
-            for name, candidate in holder._collections.items():
-                if candidate is store:
-                    return database, name
-        raise LookupError(f"collection {store.name} belongs to no database")
+    def _statements(self, batch: Batch) -> list[tuple]:
+        """What writing a batch takes, in order (`_table` may add a table for it)."""
+        if batch.unencodable is not None:
+            raise bson.errors.InvalidDocument(batch.unencodable)
+        statements: list[tuple] = []
+        for database, name, _, kept, gone, cleared, indexes in batch.payload:
+            table, made = self._table(database, name, indexes)
+            statements += made
+            if cleared:
+                statements.append((f'DELETE FROM "{table}"',))
+            # Many rows per statement: sqlite3 lets go of the GIL at every step, and with
+            # the event loop and the embedded worker busy, taking it back 1 000 times is
+            # what a batch's commit would cost. An upsert keeps the row (and so its place
+            # in the natural order).
+            for part in _chunks(kept):
+                statements.append(
+                    (
+                        f'INSERT INTO "{table}" VALUES {", ".join(["(?, ?)"] * len(part))} '
+                        "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+                        [value for row in part for value in row],
+                    )
+                )
+            for part in _chunks(gone):
+                marks = ", ".join("?" * len(part))
+                statements.append((f'DELETE FROM "{table}" WHERE id IN ({marks})', part))
+            if indexes is not None:
+                update = "UPDATE collections SET indexes = ? WHERE tbl = ?"
+                statements.append((update, (indexes, table)))
+        return statements
 
-    def _write(self, batch: Batch, server: ServerStore) -> None:
-        for store in batch.cleared:
-            self._db.execute(f'DELETE FROM "{self._table(store, server)}"')
-        for store, keys in batch.touched.items():
-            table = self._table(store, server)
-            documents = store._documents
-            kept, gone = [], []
-            for key in keys:
-                document = documents.get(key)
-                if document is None:
-                    gone.append((_id_bytes(key),))
+    def _fail(self, batches: list[Batch], reason: str) -> None:
+        """These batches, and every one queued after them (made on top of them), are not
+        applied: undone in memory, from what SQLite holds, and answered `NotDurable`."""
+        log.error("embedded database: a write could not be made durable (%s)", reason)
+        with self._data_lock:  # no write runs meanwhile, so none can queue behind these
+            stop = False
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop = True
+                elif isinstance(more, tuple):
+                    self._call(*more)
                 else:
-                    kept.append((_id_bytes(key), bson.encode(document)))
-            # An upsert keeps the row (and so its place in the natural order).
-            self._db.executemany(
-                f'INSERT INTO "{table}" VALUES (?, ?) '
-                "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
-                kept,
-            )
-            self._db.executemany(f'DELETE FROM "{table}" WHERE id = ?', gone)
-        for store in batch.indexes:
-            self._db.execute(
-                "UPDATE collections SET indexes = ? WHERE tbl = ?",
-                (encode_indexes(store.indexes), self._table(store, server)),
-            )
+                    batches.append(more)
+            try:
+                for batch in batches:
+                    self._undo(batch)
+            except sqlite3.Error:
+                # Memory may now differ from what is on disk: said loudly; a restart loads
+                # what is on disk.
+                log.critical("embedded database: could not undo a failed write", exc_info=True)
+        for batch in batches:
+            batch.future.set_exception(NotDurable(reason))
+        if stop:
+            self._queue.put(_STOP)
 
     def _undo(self, batch: Batch) -> None:
         """Put back in memory what SQLite holds for everything the batch touched."""
         for store in batch.touched.keys() | batch.indexes | batch.cleared:
             mongomock_newest.forget(store)
-            table = self._tables.get(store)
+            table = self._tables.get(self._named.get(store, ("", "")))
             if store in batch.indexes:
                 row = (
                     table
@@ -335,13 +336,13 @@ class Store:
                 if table:
                     for (blob,) in self._db.execute(f'SELECT doc FROM "{table}" ORDER BY rowid'):
                         document = bson.decode(blob)
-                        documents[_key_of(document)] = document
+                        documents[recording.key_of(document)] = document
                 continue
             for key in batch.touched.get(store, ()):
                 row = (
                     table
                     and self._db.execute(
-                        f'SELECT doc FROM "{table}" WHERE id = ?', (_id_bytes(key),)
+                        f'SELECT doc FROM "{table}" WHERE id = ?', (recording.id_bytes(key),)
                     ).fetchone()
                 )
                 if row:
@@ -349,9 +350,21 @@ class Store:
                 else:
                     documents.pop(key, None)
 
+    def call(self, function: Callable[[sqlite3.Connection], Any]) -> Any:
+        """`function(connection)` in the committer thread, between two commits (for what
+        must use its connection, such as a PRAGMA of that connection)."""
+        job: Future = Future()
+        self._queue.put((function, job))
+        return job.result()
+
     def close(self) -> None:
-        """Mark the directory closed cleanly (unless a repair after an unclean stop is still
-        owed) and release it. Every write was committed before it was answered."""
+        """Commit what is queued, mark the directory closed cleanly (unless a repair after an
+        unclean stop is still owed) and release it."""
+        with self._closing:
+            self._closed = True
+            self._queue.put(_STOP)
+        if self._committer is not None:
+            self._committer.join()
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 if not self.recovered:
@@ -363,6 +376,12 @@ class Store:
 
 
 _open: dict[Path, Store] = {}
+# Rows per statement: two parameters each, well under SQLite's 32 766.
+_ROWS_PER_STATEMENT = 400
+
+
+def _chunks(rows: list) -> list[list]:
+    return [rows[at : at + _ROWS_PER_STATEMENT] for at in range(0, len(rows), _ROWS_PER_STATEMENT)]
 
 
 def open_store(directory: Path, purpose: str) -> Store:

@@ -21,7 +21,6 @@ the database layer: with `db.py`, the only module that knows the driver.
 
 import asyncio
 import functools
-import itertools
 import logging
 import threading
 from collections import deque
@@ -37,12 +36,14 @@ from mongomock_motor import (
     AsyncMongoMockDatabase,
 )
 
+from botrequests.errors import NotDurable
 from botrequests.storage import (  # noqa: F401 (the fixes install themselves)
     durable,
     mongomock_deadline,
     mongomock_fixes,
     mongomock_lookup,
     mongomock_newest,
+    recording,
 )
 
 # After the fixes and the indexed $lookup are in: their stages get the deadline's check too.
@@ -57,11 +58,6 @@ _LOCK = threading.Lock()
 # at most); more and it goes to the worker, so the loop never does unbounded work.
 INLINE_MAX_IDS = 1_000
 _DONE = object()
-# Calls handed to the worker, and calls it has started: a write commits at once when none
-# waits behind it, else the writes queued together share one commit (durable.py).
-_submitted = itertools.count(1)
-_started = itertools.count(1)
-_counts = {"submitted": 0, "started": 0}
 
 # mongomock-motor's async collection methods: each touches the data.
 _ASYNC_METHODS = (
@@ -100,49 +96,34 @@ async def run_timed(
     call = functools.partial(function, *args, **kwargs)
 
     def locked() -> Any:
-        _counts["started"] = next(_started)
         with _LOCK:
             return mongomock_deadline.run_with_deadline(max_time_ms, call)
 
-    _counts["submitted"] = next(_submitted)
     return await asyncio.get_running_loop().run_in_executor(_WORKER, locked)
 
 
-def _queued() -> int:
-    """How many calls wait for the worker (read in the worker: approximate is enough)."""
-    return _counts["submitted"] - _counts["started"]
-
-
 async def run_write(holder: "Holder", call: Callable[[], Any]) -> Any:
-    """Run a write in the worker and answer once it is durable: committed with the
-    writes queued beside it (one commit when nothing else waits), or `NotDurable`."""
-    store = holder.durable
+    """Run a write in the worker and answer once what it changed is on disk (durable.py:
+    committed with the writes queued beside it), or raise `NotDurable`."""
 
-    def job() -> tuple[Any, BaseException | None, durable.Batch]:
+    def job() -> tuple[Any, BaseException | None, recording.Batch]:
         result, error = None, None
-        with store.recording():
+        with recording.recording() as batch:
             try:
                 result = call()
-            except Exception as exc:  # its effects so far are committed all the same
+            except Exception as exc:  # what it changed before failing is kept all the same
                 error = exc
-        ticket = store.ticket()
-        if not ticket.done and _queued() == 0:
-            store.commit(holder.server)
-        return result, error, ticket
+        holder.durable.submit(batch)
+        return result, error, batch
 
-    result, error, ticket = await run(job)
-    if not ticket.done:
-        await run(_commit_holding, holder, ticket)
-    if ticket.error is not None:
-        raise ticket.error from error
+    result, error, batch = await run(job)
+    try:
+        await asyncio.wrap_future(batch.future)
+    except NotDurable as failed:
+        raise failed from error
     if error is not None:
         raise error
     return result
-
-
-def _commit_holding(holder: "Holder", ticket: durable.Batch) -> None:
-    if not ticket.done:  # an earlier commit may have taken it
-        holder.durable.commit(holder.server)
 
 
 async def find_together(jobs: list[tuple[Any, dict, dict | None, dict]]) -> list[list[dict]]:
@@ -390,6 +371,7 @@ class EmbeddedClient(AsyncMongoMockClient):
         if store is not None:
             server = _private(self, "AsyncMongoMockClient", "client")._store
             self.loaded = store.load(server)
+            store.start(server, _LOCK)
             self.holder = Holder(store, server)
 
     def get_database(self, *args: Any, **kwargs: Any) -> _Database:
@@ -405,5 +387,4 @@ class EmbeddedClient(AsyncMongoMockClient):
     def close(self) -> None:
         _private(self, "AsyncMongoMockClient", "client").close()
         if self.holder is not None:
-            with _LOCK:  # after any write still in the worker
-                self.holder.durable.close()
+            self.holder.durable.close()
