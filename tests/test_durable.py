@@ -251,13 +251,14 @@ def test_import_into_a_throwaway_database_refuses_saying_why(tmp_path):
 # --- a commit that cannot be made ---------------------------------------------------------
 
 
-async def _pages_limit(app, pages: int | None) -> None:
-    """SQLite's own limit on the file's size (PRAGMA max_page_count): past it a commit
-    fails with SQLITE_FULL, "database or disk is full", as on a full disk."""
+async def _pages_limit(app, pages: int | None, spare: int = 0) -> None:
+    """SQLite's own limit on the file's size (PRAGMA max_page_count; None: its size now,
+    and `spare` pages more): past it a commit fails with SQLITE_FULL, "database or disk
+    is full", as on a full disk."""
 
     def limit(connection) -> None:
         current = connection.execute("PRAGMA page_count").fetchone()[0]
-        connection.execute(f"PRAGMA max_page_count={pages or current}")
+        connection.execute(f"PRAGMA max_page_count={pages or current + spare}")
 
     await asyncio.to_thread(app.state.mongo.holder.durable.call, limit)
 
@@ -291,6 +292,35 @@ async def test_full_disk_on_commit_answers_503_applies_nothing_and_reads_go_on(t
         listed = (await client.get("/bot-requests")).json()["items"]
         assert [item["id"] for item in listed] == [later.json()["id"], kept["id"]]
         assert (await client.get(f"/bot-requests/{kept['id']}")).json() == kept
+
+
+async def test_concurrent_writes_on_a_full_disk_are_each_kept_or_answered_503(tmp_path):
+    """Writes that queue behind a failing commit were made on top of it: undone with it.
+    Whatever the timing, each write answered 201 is there after a restart, each 503 is not,
+    and memory agrees with the disk meanwhile."""
+    running = Running(tmp_path)
+    async with running as client:
+        world = await seed_world(client)
+        await _pages_limit(running.app, None, spare=60)  # room for some of them
+        bodies = [
+            request_body(world, requestKey=f"w{n}", response={"text": "z" * (n % 3) * 90_000})
+            for n in range(24)
+        ]
+        answers = await asyncio.gather(*(client.post("/bot-requests", json=b) for b in bodies))
+        assert {answer.status_code for answer in answers} <= {201, 503}
+        assert 503 in {answer.status_code for answer in answers}
+        kept = {a.json()["id"] for a in answers if a.status_code == 201}
+        listed = (await client.get("/bot-requests?limit=100")).json()["items"]
+        assert {item["id"] for item in listed} == kept
+        await _pages_limit(running.app, 1_000_000)
+        retried = [b for b, a in zip(bodies, answers, strict=True) if a.status_code == 503]
+        again = await asyncio.gather(*(client.post("/bot-requests", json=b) for b in retried))
+        assert {answer.status_code for answer in again} == {201}
+        kept |= {answer.json()["id"] for answer in again}
+    async with Running(tmp_path) as client:
+        listed = (await client.get("/bot-requests?limit=100")).json()["items"]
+        assert {item["id"] for item in listed} == kept
+        assert len(kept) == len(bodies)
 
 
 # --- dump, read back, and moved to a MongoDB server --------------------------------------
