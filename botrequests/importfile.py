@@ -15,6 +15,7 @@ organization fail), an organization's `retentionDays` outside 1..36 500 days.
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -69,22 +70,34 @@ def read(path: Path, collection: str, max_depth: int) -> ReadFile:
         items, parse = [(n, line) for n, line in lines if line.strip()], parse_line
     first_line: dict[tuple[type, Any], int] = {}
     for number, item in items:
-        try:
-            doc = parse(item, max_depth)
-            stored_rules(collection, doc)
-            if "_id" in doc:
-                # (type, value): True, 1 and 1.0 are equal in Python, not in MongoDB.
-                key = (type(doc["_id"]), doc["_id"])
-                if key in first_line:
-                    raise _Refused(["_id"], f"the same _id as line {first_line[key]}")
-                first_line[key] = number
-            result.docs.append((number, doc))
-        except _Refused as refused:
-            where = ".".join(str(part) for part in refused.path)
-            result.refusals.append(
-                f"{path}:{number}: " + (f"{where}: " if where else "") + refused.reason
-            )
+        _take(result, first_line, number, "line", lambda item=item: parse(item, max_depth))
     return result
+
+
+def _take(
+    result: ReadFile,
+    first: dict[tuple[type, Any], int],
+    number: int,
+    unit: str,
+    convert: Callable[[], dict[str, Any]],
+) -> None:
+    """Document `number` of a file, from `convert` (which raises `_Refused`), checked
+    against the stored rules and the file's earlier `_id`s: kept, or its refusal noted."""
+    try:
+        doc = convert()
+        stored_rules(result.collection, doc)
+        if "_id" in doc:
+            # (type, value): True, 1 and 1.0 are equal in Python, not in MongoDB.
+            key = (type(doc["_id"]), doc["_id"])
+            if key in first:
+                raise _Refused(["_id"], f"the same _id as {unit} {first[key]}")
+            first[key] = number
+        result.docs.append((number, doc))
+    except _Refused as refused:
+        where = ".".join(str(part) for part in refused.path)
+        result.refusals.append(
+            f"{result.path}:{number}: " + (f"{where}: " if where else "") + refused.reason
+        )
 
 
 def read_bson(path: Path, collection: str, max_depth: int) -> ReadFile:
@@ -107,30 +120,23 @@ def read_bson(path: Path, collection: str, max_depth: int) -> ReadFile:
             return result
         raw = data[offset : offset + size]
         offset += size
-        try:
-            if size > MAX_DOCUMENT_BYTES:
-                raise _Refused([], f"the document is {size} bytes: at most {MAX_DOCUMENT_BYTES}")
-            try:
-                # The C decoder stops a deep nesting with RecursionError (caught here).
-                doc = bson.decode(raw)
-            except Exception as exc:  # InvalidBSON and what a hostile file makes it raise
-                raise _Refused([], f"not BSON: {type(exc).__name__}: {str(exc)[:200]}") from None
-            _check_values(doc, max_depth)
-            if "_id" in doc and not isinstance(doc["_id"], ObjectId | str | int):
-                raise _Refused(["_id"], "must be an ObjectId")
-            stored_rules(collection, doc)
-            if "_id" in doc:
-                key = (type(doc["_id"]), doc["_id"])
-                if key in seen:
-                    raise _Refused(["_id"], f"the same _id as document {seen[key]}")
-                seen[key] = number
-            result.docs.append((number, doc))
-        except _Refused as refused:
-            where = ".".join(str(part) for part in refused.path)
-            result.refusals.append(
-                f"{path}:{number}: " + (f"{where}: " if where else "") + refused.reason
-            )
+        _take(result, seen, number, "document", lambda raw=raw: _decoded(raw, max_depth))
     return result
+
+
+def _decoded(raw: bytes, max_depth: int) -> dict[str, Any]:
+    """One BSON document, decoded and checked as a mongoexport line's is."""
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise _Refused([], f"the document is {len(raw)} bytes: at most {MAX_DOCUMENT_BYTES}")
+    try:
+        # The C decoder stops a deep nesting with RecursionError (caught here).
+        doc = bson.decode(raw)
+    except Exception as exc:  # InvalidBSON and what a hostile file makes it raise
+        raise _Refused([], f"not BSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+    _check_values(doc, max_depth)
+    if "_id" in doc and not isinstance(doc["_id"], ObjectId | str | int):
+        raise _Refused(["_id"], "must be an ObjectId")
+    return doc
 
 
 # What an index of a dump's metadata may say besides its key and name.

@@ -187,28 +187,27 @@ class Store:
     # --- the committer thread -------------------------------------------------------------
 
     def _commit_loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
+        while True:
+            # The first thing queued, and everything waiting behind it: the batches share
+            # one commit; calls run after it.
+            items = [self._queue.get(), *self._drain()]
+            batches = [item for item in items if isinstance(item, Batch)]
+            if batches:
+                self._commit(batches)
+            for item in items:
+                if isinstance(item, tuple):
+                    self._call(*item)
+            if _STOP in items:
                 return
-            if isinstance(first, tuple):
-                self._call(*first)
-                continue
-            batches = [first]
-            while True:  # every batch waiting now joins this commit
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stopping = True
-                    break
-                if isinstance(more, tuple):  # after this commit
-                    self._queue.put(more)
-                    break
-                batches.append(more)
-            self._commit(batches)
+
+    def _drain(self) -> list:
+        """Everything queued now, without waiting."""
+        items = []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
 
     def _call(self, function: Callable[[sqlite3.Connection], Any], job: Future) -> None:
         try:
@@ -293,18 +292,11 @@ class Store:
         applied: undone in memory, from what SQLite holds, and answered `NotDurable`."""
         log.error("embedded database: a write could not be made durable (%s)", reason)
         with self._data_lock:  # no write runs meanwhile, so none can queue behind these
-            stop = False
-            while True:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop = True
-                elif isinstance(more, tuple):
-                    self._call(*more)
-                else:
-                    batches.append(more)
+            queued = self._drain()
+            batches += [item for item in queued if isinstance(item, Batch)]
+            for item in queued:
+                if isinstance(item, tuple):
+                    self._call(*item)
             try:
                 for batch in batches:
                     self._undo(batch)
@@ -314,7 +306,7 @@ class Store:
                 log.critical("embedded database: could not undo a failed write", exc_info=True)
         for batch in batches:
             batch.future.set_exception(NotDurable(reason))
-        if stop:
+        if _STOP in queued:
             self._queue.put(_STOP)
 
     def _undo(self, batch: Batch) -> None:
