@@ -16,8 +16,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from mongomock import aggregate as mongomock_aggregate
-from mongomock import filtering, helpers
+from mongomock import helpers
 from pymongo.errors import ExecutionTimeout
+
+from botrequests.storage import mongomock_match
 
 CHECK_EVERY = 256  # a power of two
 clock: Callable[[], float] = time.monotonic  # replaced by tests: what counts is order
@@ -43,14 +45,12 @@ def active() -> bool:
     return DEADLINE.at is not None
 
 
-def scan(
-    documents: Iterable[dict], query: Any, patch: Callable[[Any], Any] | None = None
-) -> Iterator[dict]:
-    """The documents `query` matches, in order, checking the deadline as it goes."""
+def scan(documents: Iterable[dict], test: Callable[[dict], bool]) -> Iterator[dict]:
+    """The documents `test` accepts, in order, checking the deadline as it goes."""
     for number, document in enumerate(documents):
         if not number & (CHECK_EVERY - 1):
             check()
-        if filtering.filter_applies(query, patch(document) if patch else document):
+        if test(document):
             yield document
 
 
@@ -79,8 +79,9 @@ def run_with_deadline(milliseconds: int | None, call: Callable[[], Any]) -> Any:
 def _match(in_collection: list[dict], database: Any, options: Any) -> list[dict]:
     if not active():
         return _PLAIN_MATCH(in_collection, database, options)
-    spec = helpers.patch_datetime_awareness_in_document(options)
-    return list(scan(in_collection, spec, helpers.patch_datetime_awareness_in_document))
+    test = mongomock_match.compile_filter(helpers.patch_datetime_awareness_in_document(options))
+    patch = helpers.patch_datetime_awareness_in_document
+    return list(scan(in_collection, lambda document: test(patch(document))))
 
 
 def _stage(handler: Callable[..., Any]) -> Callable[..., Any]:

@@ -30,13 +30,14 @@ import mongomock
 from bson import Decimal128, Int64, ObjectId
 from mongomock import aggregate as mongomock_aggregate
 from mongomock import collection as mongomock_collection
+from mongomock import filtering as mongomock_filtering
 from mongomock.collection import Collection
 from mongomock.filtering import filter_applies
 from mongomock.helpers import get_value_by_dot, patch_datetime_awareness_in_document
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
 from pymongo.errors import DuplicateKeyError
 
-from botrequests.storage import mongomock_deadline
+from botrequests.storage import mongomock_deadline, mongomock_match
 
 # mongomock's internals these fixes replace or read, on the versions pyproject.toml pins
 # (the fixes were written against mongomock 4.3). Checked before anything is patched: on
@@ -62,6 +63,12 @@ REQUIRED = [
     (CollectionStore, "drop_index"),
     (CollectionStore, "create"),
     (ServerStore, "__getitem__"),
+    # mongomock_match.py and mongomock_pipeline.py: what they answer as mongomock does.
+    (mongomock_aggregate, "process_pipeline"),
+    (mongomock_filtering, "NOTHING"),
+    (mongomock_filtering, "TYPE_MAP"),
+    (mongomock_filtering, "_RE_TYPES"),
+    (mongomock_filtering, "filter_applies"),
 ]
 # What a collection's store holds (instance attributes, read on a throwaway one).
 STORE_ATTRIBUTES = ("_documents", "indexes", "is_empty")
@@ -252,11 +259,16 @@ def _ids_named(query: Any) -> list | None:
 
 def iter_documents(self: Collection, query: Any) -> Any:
     ids = _ids_named(query)
-    if ids is None and mongomock_deadline.active() and not self._store.is_empty:
-        # A scan under QUERY_TIMEOUT_MS: mongomock's, with the deadline checked as it goes.
-        return mongomock_deadline.scan(list(self._store.documents), query)
-    if ids is None or self._store.is_empty:
-        return _SLOW_ITER(self, query)
+    if self._store.is_empty:
+        return _SLOW_ITER(self, query)  # which validates the filter
+    if ids is None:
+        # A scan with the filter compiled (mongomock_match), the deadline checked as it
+        # goes when the call has one (QUERY_TIMEOUT_MS).
+        test = mongomock_match.compile_filter(query)
+        documents = list(self._store.documents)
+        if mongomock_deadline.active():
+            return mongomock_deadline.scan(documents, test)
+        return (document for document in documents if test(document))
     stored = self._store._documents
     found: dict[Any, dict] = {}
     for value in ids:
@@ -267,7 +279,8 @@ def iter_documents(self: Collection, query: Any) -> Any:
         if document is not None:
             found[value] = document
     # The whole filter still applies to what the key found (the tenant's clause, say).
-    return (document for document in found.values() if filter_applies(query, document))
+    test = mongomock_match.compile_filter(query)
+    return (document for document in found.values() if test(document))
 
 
 Collection._iter_documents = iter_documents
