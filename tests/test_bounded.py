@@ -132,25 +132,25 @@ async def test_health_answers_while_a_long_embedded_thread_lookup_runs(
 ):
     if not app.state.settings.embedded:
         pytest.skip("about the embedded backend's event loop")
-    import mongomock.collection
+    from botrequests.storage import mongomock_pipeline
 
     world = await seed_world(client)
     ids = await insert_chain(raw, ObjectId(world["bot"]["id"]), 50)
     # A lookup that holds the embedded database (as a scan of a large collection does):
-    # mongomock's own code, blocking wherever it runs, until /healthz has answered. Were
+    # the embedded aggregation, blocking wherever it runs, until /healthz has answered. Were
     # it on the event loop, /healthz could not answer before it let go (at the latest
     # after HOLD seconds), and the order of events below would say so.
-    original = mongomock.collection.Collection.aggregate
+    original = mongomock_pipeline.aggregate
     inside, release, events = threading.Event(), threading.Event(), []
     hold = 60
 
-    def slow_aggregate(self, *args, **kwargs):
+    def slow_aggregate(*args, **kwargs):
         inside.set()
         release.wait(hold)
         events.append("lookup let go")
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(mongomock.collection.Collection, "aggregate", slow_aggregate)
+    monkeypatch.setattr(mongomock_pipeline, "aggregate", slow_aggregate)
     lookup = asyncio.create_task(
         client.get(f"/bot-requests/{ids[-1]}/thread", params={"populate": "none"})
     )

@@ -43,6 +43,7 @@ from botrequests.storage import (  # noqa: F401 (the fixes install themselves)
     mongomock_fixes,
     mongomock_lookup,
     mongomock_newest,
+    mongomock_pipeline,
     recording,
 )
 
@@ -321,6 +322,10 @@ class _Collection(AsyncMongoMockCollection):
         return _Cursor(self._sync().find(*args, **kwargs), kwargs.get("max_time_ms"))
 
     def aggregate(self, *args: Any, **kwargs: Any) -> _LatentAggregation:
+        if len(args) == 1 and set(kwargs) <= {"maxTimeMS", "batchSize"}:
+            # Compiled, where its stages allow (mongomock_pipeline); else mongomock's own.
+            start = functools.partial(mongomock_pipeline.aggregate, self._sync(), args[0])
+            return _LatentAggregation(start, kwargs.get("maxTimeMS"))
         start = functools.partial(self._sync().aggregate, *args, **kwargs)
         return _LatentAggregation(start, kwargs.get("maxTimeMS"))
 

@@ -16,10 +16,10 @@ from typing import Any
 from mongomock import aggregate as mongomock_aggregate
 
 _SLOW_LOOKUP = mongomock_aggregate._PIPELINE_HANDLERS["$lookup"]
-_SIMPLE = {"from", "localField", "foreignField", "as"}
+SIMPLE = {"from", "localField", "foreignField", "as"}
 
 
-def _keys(value: Any) -> list:
+def keys_of(value: Any) -> list:
     """The index keys a stored value matches by equality: itself, or each element of an
     array (MongoDB matches an array field by any element). Missing and null match None."""
     return list(value) if isinstance(value, list) else [value]
@@ -27,7 +27,7 @@ def _keys(value: Any) -> list:
 
 def _lookup(in_collection: list[dict], database: Any, options: dict) -> list[dict]:
     fields = [options.get(name) for name in ("localField", "foreignField", "as")]
-    if set(options) != _SIMPLE or not all(
+    if set(options) != SIMPLE or not all(
         isinstance(field, str) and "." not in field and not field.startswith("$")
         for field in fields
     ):
@@ -37,11 +37,11 @@ def _lookup(in_collection: list[dict], database: Any, options: dict) -> list[dic
     try:
         stored = database.get_collection(options["from"])._store.documents
         for position, doc in enumerate(stored):
-            for key in _keys(doc.get(foreign)):
+            for key in keys_of(doc.get(foreign)):
                 index.setdefault(key, []).append((position, doc))
         for doc in in_collection:
             matched: dict[int, dict] = {}
-            for key in _keys(doc.get(local)):
+            for key in keys_of(doc.get(local)):
                 for position, found in index.get(key, ()):
                     matched[position] = found
             doc[into] = [copy.deepcopy(matched[position]) for position in sorted(matched)]

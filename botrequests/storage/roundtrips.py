@@ -59,12 +59,14 @@ def count_round_trips() -> Iterator[_RoundTrips]:
     """
     from mongomock.collection import Collection
 
-    from botrequests.storage import mongomock_newest
+    from botrequests.storage import mongomock_newest, mongomock_pipeline
     from botrequests.storage.mongomock_fixes import KeyedFind
 
     originals = {name: getattr(Collection, name) for name in _MOCK_OPERATIONS}
     # A newest-first find walked in index order is the one find a server would be sent.
     walked_find = mongomock_newest.find
+    # So is a compiled aggregation the one aggregate command.
+    compiled_aggregate = mongomock_pipeline.aggregate
     # An inline read by key (embedded.find_together) is the find a server would be sent.
     keyed_read = KeyedFind.documents
     depth = 0
@@ -90,6 +92,7 @@ def count_round_trips() -> Iterator[_RoundTrips]:
         setattr(Collection, name, wrap(original))
     KeyedFind.documents = wrap(keyed_read)  # type: ignore[method-assign]
     mongomock_newest.find = wrap(walked_find)
+    mongomock_pipeline.aggregate = wrap(compiled_aggregate)
     try:
         yield listener
     finally:
@@ -98,3 +101,4 @@ def count_round_trips() -> Iterator[_RoundTrips]:
             setattr(Collection, name, original)
         KeyedFind.documents = keyed_read  # type: ignore[method-assign]
         mongomock_newest.find = walked_find
+        mongomock_pipeline.aggregate = compiled_aggregate
