@@ -41,15 +41,22 @@ def stats_pipeline(filters: BotRequestFilters, group_by: str) -> list[dict[str, 
     # A request counts once per tag it carries; untagged ones make the `null` group.
     per_tag = [{"$unwind": {"path": "$tags", "preserveNullAndEmptyArrays": True}}]
     missing = "none"  # what `$ifNull` gives a request without feedback, to count none
+    # After the feedback is unwound a request is a row per piece of its feedback; its own
+    # numbers count on its first row only (`fbFirst`: index 0, or none: no feedback).
+
+    def once(value: Any, otherwise: Any = 0) -> dict[str, Any]:
+        return {"$cond": ["$fbFirst", value, otherwise]}
+
+    latency = once("$usage.latencyMs", None)  # null: left out of the average
     return [
         {"$match": filter_query(filters)},
         # Each request's feedback (the service's own collection, joined on the request's
         # id: an index on MongoDB, one built per stage on the embedded backend, so linear
         # in what it reads), kept only where it is of the request's own organization: a
         # join is scoped like any read. Joined before the per-tag rows are made, so once
-        # per request. Then one row per piece of feedback, summed back per request:
-        # `$sum` over an array is not computed alike by every server, `$reduce` not at
-        # all by mongomock.
+        # per request. Then one row per piece of feedback, grouped by key in one pass
+        # (`$sum` over an array is not computed alike by every server, `$reduce` not at
+        # all by mongomock).
         {
             "$lookup": {
                 "from": "feedback",
@@ -70,38 +77,28 @@ def stats_pipeline(filters: BotRequestFilters, group_by: str) -> list[dict[str, 
             }
         },
         *(per_tag if group_by == "tag" else []),
-        {"$unwind": {"path": "$fb", "preserveNullAndEmptyArrays": True}},
         {
-            "$group": {
-                "_id": {"request": "$_id", "key": key},
-                "success": {"$first": "$success"},
-                "credits": {"$first": "$credits"},
-                "tokens": {"$first": "$usage.totalTokens"},
-                "cost": {"$first": "$usage.cost"},
-                "latencyMs": {"$first": "$usage.latencyMs"},
-                "createdAt": {"$first": "$createdAt"},
-                "feedback": {
-                    "$sum": {
-                        "$cond": [{"$eq": [{"$ifNull": ["$fb.score", missing]}, missing]}, 0, 1]
-                    }
-                },
-                "scoreTotal": {"$sum": {"$ifNull": ["$fb.score", 0]}},
+            "$unwind": {
+                "path": "$fb",
+                "preserveNullAndEmptyArrays": True,
+                "includeArrayIndex": "fbIndex",
             }
         },
+        {"$addFields": {"fbFirst": {"$lte": [{"$ifNull": ["$fbIndex", 0]}, 0]}}},
         {
             "$group": {
-                "_id": "$_id.key",
-                "requests": {"$sum": 1},
-                "succeeded": {"$sum": {"$cond": [{"$eq": ["$success", True]}, 1, 0]}},
-                "credits": {"$sum": {"$ifNull": ["$credits", 0]}},
-                "tokens": {"$sum": {"$ifNull": ["$tokens", 0]}},
-                "cost": {"$sum": {"$ifNull": ["$cost", 0]}},
-                "latencyMs": {"$avg": "$latencyMs"},
+                "_id": key,
+                "requests": {"$sum": once(1)},
+                "succeeded": {"$sum": once({"$cond": [{"$eq": ["$success", True]}, 1, 0]})},
+                "credits": {"$sum": once({"$ifNull": ["$credits", 0]})},
+                "tokens": {"$sum": once({"$ifNull": ["$usage.totalTokens", 0]})},
+                "cost": {"$sum": once({"$ifNull": ["$usage.cost", 0]})},
+                "latencyMs": {"$avg": latency},
                 **(
                     {
                         "latencyPercentiles": {
                             "$percentile": {
-                                "input": "$latencyMs",
+                                "input": latency,
                                 "p": [0.5, 0.95],
                                 "method": "approximate",
                             }
@@ -110,8 +107,12 @@ def stats_pipeline(filters: BotRequestFilters, group_by: str) -> list[dict[str, 
                     if db.percentiles()
                     else {}
                 ),
-                "feedback": {"$sum": "$feedback"},
-                "scoreTotal": {"$sum": "$scoreTotal"},
+                "feedback": {
+                    "$sum": {
+                        "$cond": [{"$eq": [{"$ifNull": ["$fb.score", missing]}, missing]}, 0, 1]
+                    }
+                },
+                "scoreTotal": {"$sum": {"$ifNull": ["$fb.score", 0]}},
                 "first": {"$min": "$createdAt"},
                 "last": {"$max": "$createdAt"},
             }
