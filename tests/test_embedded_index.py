@@ -41,6 +41,14 @@ def query(rng: random.Random, bots: list[ObjectId], stored: list[dict]) -> dict:
             {"$and": [{"bot": rng.choice(bots)}, {"success": True}]},
         ]
     )
+    if rng.random() < 0.3:  # a date range, as `from` and `to` ask for one
+        low, high = sorted(rng.sample(range(61), 2))
+        ranged = {"createdAt": {"$gte": T0 + timedelta(seconds=low)}}
+        if rng.random() < 0.7:
+            ranged["createdAt"]["$lt" if rng.random() < 0.5 else "$lte"] = T0 + timedelta(
+                seconds=high
+            )
+        found = {"$and": [found, ranged]} if found else ranged
     dated = [doc for doc in stored if doc.get("createdAt")]
     if dated and rng.random() < 0.5:  # a page after a cursor, as the service asks for one
         pivot = rng.choice(dated)
@@ -91,27 +99,67 @@ async def test_newest_first_walk_answers_as_mongomock_on_random_data():
     assert compared == 320
 
 
+def counting_filters(monkeypatch) -> dict:
+    """Count the documents the walk tests against its filter."""
+    calls = {"n": 0}
+    plain = mongomock_newest.compile_filter
+
+    def compile_counted(spec):
+        test = plain(spec)
+
+        def counted(document):
+            calls["n"] += 1
+            return test(document)
+
+        return counted
+
+    monkeypatch.setattr(mongomock_newest, "compile_filter", compile_counted)
+    return calls
+
+
 async def test_newest_first_walk_stops_when_the_page_is_full(monkeypatch):
     """A page of 50 reads about 50 documents, not the collection."""
-    from mongomock import filtering
-
     collection = EmbeddedClient(tz_aware=True).get_database("walk").get_collection("stop")
     await collection.insert_many(
         [{"_id": ObjectId(), "createdAt": T0 + timedelta(seconds=i), "n": i} for i in range(5000)]
     )
     await collection.find({}, sort=SORT, limit=1).to_list(length=None)  # the index built
-    calls = {"n": 0}
-    plain = mongomock_newest.filter_applies
-
-    def counted(*args, **kwargs):
-        calls["n"] += 1
-        return plain(*args, **kwargs)
-
-    monkeypatch.setattr(mongomock_newest, "filter_applies", counted)
+    calls = counting_filters(monkeypatch)
     page = await collection.find({"n": {"$gte": 0}}, sort=SORT, limit=50).to_list(length=None)
     assert [doc["n"] for doc in page] == list(range(4999, 4949, -1))
     assert calls["n"] == 50
-    assert filtering.filter_applies is not counted
+
+
+async def test_newest_first_walk_starts_at_the_cursor_and_stops_at_from(monkeypatch):
+    """A page after a cursor deep in the collection, and a date range in the middle of it,
+    read what they return, not what lies newer: an export's pages, read one after the
+    other, cost what they hold."""
+    collection = EmbeddedClient(tz_aware=True).get_database("walk").get_collection("deep")
+    docs = [
+        {"_id": ObjectId(), "createdAt": T0 + timedelta(seconds=i), "n": i} for i in range(5000)
+    ]
+    await collection.insert_many([dict(doc) for doc in docs])
+    await collection.find({}, sort=SORT, limit=1).to_list(length=None)  # the index built
+    calls = counting_filters(monkeypatch)
+    pivot = docs[1000]
+    keyset = {
+        "$or": [
+            {"createdAt": {"$lt": pivot["createdAt"]}},
+            {"createdAt": pivot["createdAt"], "_id": {"$lt": pivot["_id"]}},
+        ]
+    }
+    after = {"$and": [{"n": {"$gte": 0}}, keyset]}
+    page = await collection.find(after, sort=SORT, limit=50).to_list(length=None)
+    assert [doc["n"] for doc in page] == list(range(999, 949, -1))
+    assert calls["n"] == 50
+    calls["n"] = 0
+    window = {
+        "createdAt": {"$gte": T0 + timedelta(seconds=2000), "$lt": T0 + timedelta(seconds=2010)}
+    }
+    page = await collection.find(window, sort=SORT, limit=50).to_list(length=None)
+    assert [doc["n"] for doc in page] == list(range(2009, 1999, -1))
+    assert calls["n"] <= 11  # the ten in the window, and the one below it that stops the walk
+    assert page == list(collection._sync().find(window, sort=SORT, limit=50))
 
 
 async def test_newest_first_walk_leaves_unorderable_data_to_mongomock():

@@ -21,10 +21,10 @@ from typing import Any
 
 from bson import ObjectId
 from mongomock.collection import Collection
-from mongomock.filtering import filter_applies
 from mongomock.helpers import patch_datetime_awareness_in_document
 
 from botrequests.storage import mongomock_deadline
+from botrequests.storage.mongomock_match import compile_filter
 
 SORT = [("createdAt", -1), ("_id", -1)]
 _CHECK_EVERY = 256
@@ -121,20 +121,92 @@ def find(collection: Collection, query: dict, limit: int) -> list[dict]:
     if index is None:
         return list(collection.find(query, sort=SORT, limit=limit))
     spec = patch_datetime_awareness_in_document(query)
+    test = compile_filter(spec)
     stored = collection._store._documents
+    keys = index.keys
+    # The walk starts below the filter's own upper bound on (createdAt, _id) — a cursor's
+    # position, a `to` — and stops at its lower bound (`from`): a page after a cursor
+    # costs what it walks, however deep (an export reads its pages one after the other).
+    upper, lower = _bounds(spec)
+    start = len(keys) if upper is None else bisect.bisect_left(keys, upper)
     found: list[dict] = []
-    for walked, key in enumerate(reversed(index.keys)):
+    for walked, position in enumerate(range(start - 1, -1, -1)):
         if not walked & (_CHECK_EVERY - 1):
             mongomock_deadline.check()
+        key = keys[position]
+        if lower is not None and key < lower:
+            break
         document = stored.get(key[2])
         if document is None or _key(document) != key:
             continue  # deleted, or stored again under another key
-        if filter_applies(spec, document):
+        if test(document):
             found.append(document)
             if limit and len(found) >= limit:
                 break
     copy_one = _aware_copy if collection.codec_options.tz_aware else _copy_field_plain
     return [copy_one(document) for document in found]
+
+
+_LAST_ID = ObjectId("f" * 24)
+
+
+def _bounds(spec: Any) -> tuple[tuple | None, tuple | None]:
+    """Keys (of `_key`'s form) no matching document reaches: every match sorts below
+    `upper` and at or above `lower` (None: no such bound). Read from the forms the service
+    sends — `createdAt` ranges, the keyset cursor's `$or` — in the filter or its `$and`;
+    anything else gives no bound, and the filter still decides every document walked."""
+    if not isinstance(spec, dict):
+        return None, None
+    upper, lower = _range(spec.get("createdAt"))
+    clauses = spec.get("$and")
+    for clause in clauses if isinstance(clauses, list) else ():
+        high, low = _bounds(clause)
+        upper = high if upper is None or (high is not None and high < upper) else upper
+        lower = low if lower is None or (low is not None and low > lower) else lower
+    branches = spec.get("$or")
+    if isinstance(branches, list) and branches:
+        highs = [_cursor_bound(branch) for branch in branches]
+        if None not in highs:
+            high = max(highs)  # type: ignore[type-var]
+            upper = high if upper is None or high < upper else upper
+    return upper, lower
+
+
+def _range(condition: Any) -> tuple[tuple | None, tuple | None]:
+    """Bounds of `{"createdAt": condition}`: a date range matches dates only (never null)."""
+    if not isinstance(condition, dict):
+        if isinstance(condition, datetime):  # equality
+            return (1, condition, _LAST_ID, 1), (1, condition)
+        return None, None
+    upper = lower = None
+    for operator, moment in condition.items():
+        if not isinstance(moment, datetime) or moment.tzinfo is not None:
+            continue
+        if operator == "$lt":
+            upper = (1, moment)
+        elif operator == "$lte":
+            upper = (1, moment, _LAST_ID, 1)
+        elif operator in ("$gte", "$gt"):
+            lower = (1, moment)
+    return upper, lower
+
+
+def _cursor_bound(branch: Any) -> tuple | None:
+    """An upper bound of one `$or` branch: a `createdAt` bound, or the cursor's
+    `{"createdAt": m, "_id": {"$lt": id}}`."""
+    if not isinstance(branch, dict):
+        return None
+    created, identifier = branch.get("createdAt"), branch.get("_id")
+    if (
+        set(branch) == {"createdAt", "_id"}
+        and isinstance(created, datetime)
+        and created.tzinfo is None
+        and isinstance(identifier, dict)
+        and set(identifier) == {"$lt"}
+        and isinstance(identifier["$lt"], ObjectId)
+    ):
+        return (1, created, identifier["$lt"])
+    return _bounds(branch)[0]
 
 
 def _safe_update(update: Any) -> bool:
