@@ -41,6 +41,15 @@ _RANGES = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": 
 _COMPILED_OPERATORS = frozenset({"$in", "$all", "$eq", "$type", "$exists", *_RANGES})
 
 
+def kind_of(value: Any) -> type:
+    """`type(value)`, with ObjectId for its subclasses (Beanie's `PydanticObjectId`, which
+    documents written by the service hold in memory)."""
+    kind = type(value)
+    if kind in _SCALARS or not isinstance(value, ObjectId):
+        return kind
+    return ObjectId
+
+
 class _Defer(Exception):
     """This document's values take a path only mongomock's own code answers."""
 
@@ -118,7 +127,7 @@ _EXISTS_FALSE: Callable[[Any], bool] = _exists_false
 
 def _value_test(search: Any) -> Callable[[Any], bool] | None:
     """A test of one field's value, or None if mongomock's code must decide."""
-    if type(search) in _SCALARS:
+    if kind_of(search) in _SCALARS:
         return _equals(search)
     if not isinstance(search, dict) or not search:
         return None
@@ -208,9 +217,9 @@ def _operator_test(name: str, argument: Any) -> Callable[[Any], bool] | None:
 
         return typed
     compare = _RANGES.get(name)
-    if compare is None or type(argument) not in _SCALARS or argument is None:
+    if compare is None or kind_of(argument) not in _SCALARS or argument is None:
         return None
-    rank = _RANK[type(argument)]
+    rank = _RANK[kind_of(argument)]
 
     def ranged(value: Any) -> bool:
         if value is NOTHING:
@@ -230,7 +239,7 @@ def _eq(value: Any, search: Any) -> bool:
 
 def _compared(compare: Callable[[Any, Any], bool], value: Any, argument: Any, rank: int) -> bool:
     """mongomock's `bson_compare` without comparing across types (type bracketing)."""
-    kind = _RANK.get(type(value))
+    kind = _RANK.get(kind_of(value))
     if kind is None:
         raise _Defer
     return kind == rank and bool(compare(value, argument))

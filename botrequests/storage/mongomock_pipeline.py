@@ -40,7 +40,7 @@ from mongomock.collection import Collection
 from mongomock.helpers import patch_datetime_awareness_in_document
 
 from botrequests.storage import mongomock_deadline, mongomock_lookup
-from botrequests.storage.mongomock_match import compile_filter
+from botrequests.storage.mongomock_match import compile_filter, kind_of
 
 Row = dict[str, Any]
 Expression = Callable[[Row, dict], Any]
@@ -191,7 +191,7 @@ def _lookup(collection: Collection, options: Any) -> Stage:
 def _lookup_key(value: Any) -> Any:
     """A dictionary key equal where `==` holds; an ObjectId by its bytes (their hash is
     computed once, an ObjectId's in Python at every lookup)."""
-    return (ObjectId, value.binary) if type(value) is ObjectId else value
+    return (ObjectId, value.binary) if isinstance(value, ObjectId) else value
 
 
 def _add_fields(collection: Collection, options: Any) -> Stage:
@@ -446,7 +446,7 @@ _RANKS: dict[type, int] = {
 
 def _sort_key(value: Any) -> tuple:
     """A key Python orders as mongomock's `BsonComparable` orders `value`."""
-    kind = type(value)
+    kind = kind_of(value)
     if kind is ObjectId:
         return (35, value.binary)
     if kind is dict:
@@ -462,7 +462,7 @@ def _sort_key(value: Any) -> tuple:
 
 
 def _rank(value: Any) -> int:
-    rank = _RANKS.get(type(value))
+    rank = _RANKS.get(kind_of(value))
     if rank is None:
         raise _Unsure
     return rank
@@ -477,7 +477,7 @@ def _hashable(key: Any) -> Any:
 
 
 def _scalar_key(value: Any) -> Any:
-    kind = type(value)
+    kind = kind_of(value)
     if kind is ObjectId:
         return (ObjectId, value.binary)
     if kind is bool:
