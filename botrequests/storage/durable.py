@@ -32,7 +32,7 @@ import bson
 from mongomock.store import CollectionStore, ServerStore
 
 from botrequests.errors import NotDurable
-from botrequests.storage import datadir, mongomock_newest, recording
+from botrequests.storage import datadir, mongomock_keys, mongomock_newest, recording
 from botrequests.storage.datadir import DataDirError
 from botrequests.storage.recording import Batch
 
@@ -313,6 +313,7 @@ class Store:
         """Put back in memory what SQLite holds for everything the batch touched."""
         for store in batch.touched.keys() | batch.indexes | batch.cleared:
             mongomock_newest.forget(store)
+            mongomock_keys.forget(store)
             table = self._tables.get(self._named.get(store, ("", "")))
             if store in batch.indexes:
                 row = (

@@ -37,7 +37,7 @@ from mongomock.helpers import get_value_by_dot, patch_datetime_awareness_in_docu
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
 from pymongo.errors import DuplicateKeyError
 
-from botrequests.storage import mongomock_deadline, mongomock_match
+from botrequests.storage import mongomock_deadline, mongomock_keys, mongomock_match
 
 # mongomock's internals these fixes replace or read, on the versions pyproject.toml pins
 # (the fixes were written against mongomock 4.3). Checked before anything is patched: on
@@ -69,6 +69,7 @@ REQUIRED = [
     (mongomock_filtering, "TYPE_MAP"),
     (mongomock_filtering, "_RE_TYPES"),
     (mongomock_filtering, "filter_applies"),
+    (Collection, "_update"),  # mongomock_keys: every update and replace goes through it
 ]
 # What a collection's store holds (instance attributes, read on a throwaway one).
 STORE_ATTRIBUTES = ("_documents", "indexes", "is_empty")
@@ -182,12 +183,40 @@ def _graph_lookup(in_collection: list[dict], database: Any, options: dict) -> li
         or "." in str(options.get("as"))
     ):
         return _SLOW_GRAPH_LOOKUP(in_collection, database, options)
-    index: dict[Any, list[dict]] = {}
+    foreign = database.get_collection(options["from"])
+    stored = foreign._store._documents
+    built: list[dict[Any, list[dict]]] = []
+
+    def index() -> dict[Any, list[dict]]:
+        """The foreign collection by `connectToField`, built on first need."""
+        if not built:
+            by_value: dict[Any, list[dict]] = {}
+            for doc in foreign._store.documents:
+                value = doc.get(to_field)
+                for key in value if isinstance(value, list) else [value]:
+                    by_value.setdefault(key, []).append(doc)
+            built.append(by_value)
+        return built[0]
+
+    def holding(value: Any) -> list[dict]:
+        """The documents whose `connectToField` is (or holds) `value`, in store order:
+        by key for `_id`, from the equality index of a declared field (mongomock_keys),
+        else from the index built here."""
+        if to_field == "_id":
+            doc = stored.get(value)
+            return [] if doc is None else [doc]
+        found = mongomock_keys.documents(foreign, {to_field: value})
+        if found is None:
+            return index().get(value, [])
+        return [
+            doc
+            for doc in found
+            if (value in held if isinstance(held := doc.get(to_field), list) else held == value)
+        ]
+
     try:
-        for doc in database.get_collection(options["from"])._store.documents:
-            value = doc.get(to_field)
-            for key in value if isinstance(value, list) else [value]:
-                index.setdefault(key, []).append(doc)
+        if to_field != "_id" and mongomock_keys.candidates(foreign, {to_field: ObjectId()}) is None:
+            index()  # not indexed: built now, so that an unhashable value shows here
     except TypeError:  # an unhashable value: mongomock's own way
         return _SLOW_GRAPH_LOOKUP(in_collection, database, options)
     restrict = options.get("restrictSearchWithMatch") or {}
@@ -199,7 +228,7 @@ def _graph_lookup(in_collection: list[dict], database: Any, options: dict) -> li
         found = []
         for value in values if isinstance(values, list) else [values]:
             try:
-                candidates = index.get(value, [])
+                candidates = holding(value)
             except TypeError:
                 candidates = []
             for candidate in candidates:
@@ -265,7 +294,10 @@ def iter_documents(self: Collection, query: Any) -> Any:
         # A scan with the filter compiled (mongomock_match), the deadline checked as it
         # goes when the call has one (QUERY_TIMEOUT_MS).
         test = mongomock_match.compile_filter(query)
-        documents = list(self._store.documents)
+        # The candidates of an equality on an indexed field (mongomock_keys), else all.
+        documents = mongomock_keys.documents(self, query)
+        if documents is None:
+            documents = list(self._store.documents)
         if mongomock_deadline.active():
             return mongomock_deadline.scan(documents, test)
         return (document for document in documents if test(document))

@@ -23,7 +23,7 @@ from bson import ObjectId
 from mongomock.collection import Collection
 from mongomock.helpers import patch_datetime_awareness_in_document
 
-from botrequests.storage import mongomock_deadline
+from botrequests.storage import mongomock_deadline, mongomock_keys
 from botrequests.storage.mongomock_match import compile_filter
 
 SORT = [("createdAt", -1), ("_id", -1)]
@@ -127,6 +127,15 @@ def find(collection: Collection, query: dict, limit: int) -> list[dict]:
     # The walk starts below the filter's own upper bound on (createdAt, _id) — a cursor's
     # position, a `to` — and stops at its lower bound (`from`): a page after a cursor
     # costs what it walks, however deep (an export reads its pages one after the other).
+    copy_one = _aware_copy if collection.codec_options.tz_aware else _copy_field_plain
+    # Few candidates from an equality on an indexed field (a session, a user's requests):
+    # those, sorted, when that costs less than the walk may (a page of `limit` among k
+    # matches of n is found after about n·limit/k keys).
+    ids = mongomock_keys.candidates(collection, spec)
+    if ids is not None and len(ids) ** 2 < max(limit, 1) * len(keys):
+        candidates = mongomock_keys.documents(collection, spec) or []
+        matched = sorted((doc for doc in candidates if test(doc)), key=_key, reverse=True)
+        return [copy_one(document) for document in matched[: limit or None]]
     upper, lower = _bounds(spec)
     start = len(keys) if upper is None else bisect.bisect_left(keys, upper)
     found: list[dict] = []
@@ -143,7 +152,6 @@ def find(collection: Collection, query: dict, limit: int) -> list[dict]:
             found.append(document)
             if limit and len(found) >= limit:
                 break
-    copy_one = _aware_copy if collection.codec_options.tz_aware else _copy_field_plain
     return [copy_one(document) for document in found]
 
 

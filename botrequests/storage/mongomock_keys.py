@@ -1,0 +1,291 @@
+"""Equality indexes on the embedded backend: the fields of the indexes the service declares.
+
+mongomock answers a filter on any field other than `_id` by testing every document: the
+follow-ups of a request, a request's feedback, a session's page, the check that a
+`requestKey` is not taken yet (on every keyed insert) each cost the whole collection. Here
+each field named by an index of the collection (`indexes.py` declares them, on MongoDB and
+here alike) gets a dictionary from each value it holds (each element of an array) to the
+ids of the documents holding it. A query with an equality on such a field (`field:
+value`, or `$in` of one value, at its top or in its `$and`) reads the candidates of its
+most selective field, in the store's order, and the whole filter still decides each of
+them: the index only has to miss nothing.
+
+Kept where documents enter and leave mongomock's store (`CollectionStore.__setitem__` and
+`__delitem__`, so a write half done is seen as the store sees it): a new document is
+added; a deleted one leaves its ids, skipped when read (an id counts only while its
+document is stored). An update that may change an indexed field (`Collection._update`:
+every update and replace goes through it) reads the documents it may change first, and
+indexes them again under their new values once it is done (their old entries stay:
+candidates the filter drops); while it runs, the indexes are off. A change of the
+document count this module did not see (a load) or an index created or dropped drops
+them, rebuilt by the next query that needs them (linear, once). A field whose values run
+through an array (`a.b` over a list of documents) is not indexed.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from mongomock import helpers
+from mongomock.collection import Collection
+from mongomock.store import CollectionStore
+
+from botrequests.storage.mongomock_match import kind_of
+
+_SLOT = "_field_indexes"
+_SCALARS = (str, ObjectId, int, float, bool, datetime)
+_PAUSED = "_field_indexes_paused"
+
+
+class _Unindexable(Exception):
+    """A stored value this index cannot hold."""
+
+
+class _FieldIndex:
+    def __init__(self, field: str, documents: list[tuple[Any, dict]]) -> None:
+        self.parts = field.split(".")
+        self.ids: dict[Any, list] = {}
+        self.count = 0
+        self.stale = 0
+        for key, document in documents:
+            self.add(key, document)
+
+    def add(self, key: Any, document: dict, again: bool = False) -> None:
+        """Index `document`, stored under `key`; `again`: a document already counted,
+        indexed anew under what it holds now (its old entries stay: candidates the filter
+        drops)."""
+        value: Any = document
+        for part in self.parts:
+            if isinstance(value, dict):
+                value = value.get(part)
+            elif isinstance(value, list | tuple):
+                raise _Unindexable  # an array on the way: mongomock matches each element
+            else:
+                value = None
+                break
+        for held in value if isinstance(value, list) else (value,):
+            try:
+                self.ids.setdefault(held, []).append(key)
+            except TypeError:  # unhashable (a document): no scalar equals it
+                continue
+        if not again:
+            self.count += 1
+
+
+class _Indexes:
+    """A collection's equality indexes, and where each stored document sits in the store
+    (`order`: the store keeps documents in the order they were first stored)."""
+
+    def __init__(self, fields: frozenset[str], store: Any) -> None:
+        self.fields = fields
+        self.by_field: dict[str, _FieldIndex] = {}
+        self.order: dict[Any, int] = {}
+        self.next = 0
+        documents = list(store._documents.items())
+        for key, _ in documents:
+            self.order[key] = self.next
+            self.next += 1
+        for field in fields:
+            try:
+                self.by_field[field] = _FieldIndex(field, documents)
+            except _Unindexable:
+                continue
+
+    def add(self, key: Any, document: dict, again: bool = False) -> None:
+        if not again:
+            self.order[key] = self.next
+            self.next += 1
+        for index in self.by_field.values():
+            index.add(key, document, again)
+
+    def removed(self, key: Any) -> None:
+        self.order.pop(key, None)
+        for index in self.by_field.values():
+            index.stale += 1
+
+
+def _declared(collection: Collection) -> frozenset[str]:
+    """Every field of the collection's indexes but `_id` and `createdAt` (ranges and
+    order, which mongomock_newest walks)."""
+    fields = set()
+    for index in collection._store.indexes.values():
+        for field, _ in index.get("key", ()):
+            if isinstance(field, str) and field not in ("_id", "createdAt"):
+                fields.add(field)
+    return frozenset(fields)
+
+
+def _indexes(collection: Collection) -> _Indexes | None:
+    store = collection._store
+    fields = _declared(collection)
+    if not fields:
+        return None
+    if store.__dict__.get(_PAUSED):
+        return None  # an update that may change an indexed field is running
+    held = store.__dict__.get(_SLOT)
+    if held is not None and (
+        held.fields != fields
+        or len(held.order) != len(store)
+        or any(index.count - index.stale != len(store) for index in held.by_field.values())
+    ):
+        held = None  # other indexes declared since, or written to some other way: rebuilt
+    if held is None:
+        held = store.__dict__[_SLOT] = _Indexes(fields, store)
+    return held
+
+
+def _key_of(document: dict) -> Any:
+    """The key mongomock's store holds `document` under."""
+    identifier = document["_id"]
+    return helpers.hashdict(identifier) if isinstance(identifier, dict) else identifier
+
+
+def forget(store: Any) -> None:
+    """Drop a collection's equality indexes: rebuilt by the next query that needs them."""
+    store.__dict__.pop(_SLOT, None)
+
+
+def _equalities(query: Any) -> list[tuple[str, list]]:
+    """`(field, values)` a document must hold one of to match `query`."""
+    if not isinstance(query, dict):
+        return []
+    found = []
+    for key, search in query.items():
+        if key == "$and" and isinstance(search, list):
+            for clause in search:
+                found += _equalities(clause)
+        elif not isinstance(key, str) or key.startswith("$"):
+            continue
+        elif kind_of(search) in _SCALARS:
+            found.append((key, [search]))
+        elif isinstance(search, dict) and set(search) == {"$in"}:
+            values = search["$in"]
+            if isinstance(values, list) and len(values) == 1 and kind_of(values[0]) in _SCALARS:
+                found.append((key, values))  # one value: its ids are in the store's order
+    return found
+
+
+def candidates(collection: Collection, query: Any) -> list | None:
+    """The ids (in the order their documents were stored, possibly some no longer stored)
+    of every document that may match `query`, from the most selective equality on an
+    indexed field; None when no index applies."""
+    wanted = _equalities(query)
+    if not wanted:
+        return None
+    indexes = _indexes(collection)
+    if indexes is None:
+        return None
+    best: list | None = None
+    for field, values in wanted:
+        index = indexes.by_field.get(field)
+        if index is None:
+            continue
+        if any(isinstance(value, ObjectId) and str(value) in index.ids for value in values):
+            continue  # mongomock matches an ObjectId with its text in an array too
+        ids = index.ids.get(values[0], [])
+        if best is None or len(ids) < len(best):
+            best = ids
+    return best
+
+
+def documents(collection: Collection, query: Any) -> list[dict] | None:
+    """The stored documents that may match `query`, in the store's order, once each; None
+    when no index applies."""
+    ids = candidates(collection, query)
+    if ids is None:
+        return None
+    held = collection._store.__dict__[_SLOT]
+    stored = collection._store._documents
+    order = held.order
+    found = {identifier: stored[identifier] for identifier in ids if identifier in order}
+    return [found[key] for key in sorted(found, key=order.__getitem__)]
+
+
+def _safe_update(update: Any, fields: frozenset[str]) -> bool:
+    """Whether an update leaves every indexed field (and `_id`) as it was."""
+    if not isinstance(update, dict) or not update:
+        return False
+    for operator, changes in update.items():
+        if not isinstance(operator, str) or not operator.startswith("$"):
+            return False
+        if not isinstance(changes, dict):
+            return False
+        for changed in changes:
+            if not isinstance(changed, str):
+                return False
+            for field in (*fields, "_id"):
+                if (
+                    changed == field
+                    or changed.startswith(field + ".")
+                    or field.startswith(changed + ".")
+                ):
+                    return False
+    return True
+
+
+def _install() -> None:
+    """Keep the indexes where mongomock's store changes, and off while an update that may
+    change an indexed field runs."""
+    set_item, del_item = CollectionStore.__setitem__, CollectionStore.__delitem__
+    drop, create_index, drop_index = (
+        CollectionStore.drop,
+        CollectionStore.create_index,
+        CollectionStore.drop_index,
+    )
+    update = Collection._update
+
+    def __setitem__(self: CollectionStore, key: Any, value: Any) -> None:
+        held = self.__dict__.get(_SLOT)
+        new = held is not None and key not in self._documents
+        set_item(self, key, value)
+        if held is None:
+            return
+        try:
+            held.add(key, value, again=not new)  # not new: a stored document replaced whole
+        except _Unindexable:
+            forget(self)
+
+    def __delitem__(self: CollectionStore, key: Any) -> None:
+        del_item(self, key)
+        held = self.__dict__.get(_SLOT)
+        if held is not None:
+            held.removed(key)
+
+    def changed(method: Any) -> Any:
+        def call(self: CollectionStore, *args: Any) -> Any:
+            forget(self)
+            return method(self, *args)
+
+        return call
+
+    def _update(self: Collection, spec: Any, document: Any, *args: Any, **kwargs: Any) -> Any:
+        store = self._store
+        held = store.__dict__.get(_SLOT)
+        if held is None or _safe_update(document, held.fields):
+            return update(self, spec, document, *args, **kwargs)
+        # It may change an indexed field: the documents it may change (read first, with
+        # the indexes) are indexed again once it is done, under what they hold then; while
+        # it runs, its own reads (a uniqueness check) scan.
+        touched = [_key_of(found) for found in self._iter_documents(spec)]
+        store.__dict__[_PAUSED] = True
+        try:
+            return update(self, spec, document, *args, **kwargs)
+        finally:
+            store.__dict__.pop(_PAUSED, None)
+            held = store.__dict__.get(_SLOT)
+            try:
+                for key in touched if held is not None else ():
+                    if key in held.order:
+                        held.add(key, store._documents[key], again=True)
+            except _Unindexable:
+                forget(store)
+
+    CollectionStore.__setitem__ = __setitem__  # type: ignore[method-assign]
+    CollectionStore.__delitem__ = __delitem__  # type: ignore[method-assign]
+    CollectionStore.drop = changed(drop)  # type: ignore[method-assign]
+    CollectionStore.create_index = changed(create_index)  # type: ignore[method-assign]
+    CollectionStore.drop_index = changed(drop_index)  # type: ignore[method-assign]
+    Collection._update = _update  # type: ignore[method-assign]
+
+
+_install()
