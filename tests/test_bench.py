@@ -101,3 +101,31 @@ def test_durable_bench_smoke_measures_both_sides_in_one_run(tmp_path):
     assert "with 300 requests stored" in table
     region = page.read_text().split("<!-- generated: durable -->\n")[1].split("<!-- end:")[0]
     assert table.strip().splitlines()[-1] in region
+
+
+def test_growth_smoke_measures_every_row_at_each_size(tmp_path):
+    """scripts/growth.py end to end at two tiny sizes (wrk: skipped where it is missing):
+    every row has a figure per size and the ratio between the last and the first."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("wrk") is None:
+        pytest.skip("needs wrk (apt-get install wrk)")
+    page = tmp_path / "benchmarks.md"
+    page.write_text((ROOT / "docs" / "benchmarks.md").read_text())
+    table = run_script("scripts/growth.py", "--smoke", "--docs", str(page))
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| stored requests | 120 | 240 | 240 / 120 |")
+    named = {row.split(" | ")[0].removeprefix("| ") for row in rows[1:]}
+    for wanted in ("page of 50: newest 50", "page of 50: bot", "stats by bot", "GET by id"):
+        assert any(name.startswith(wanted) for name in named), wanted
+    assert "export (records/s)" in named
+    assert "start-up (s)" in named
+    for row in rows[1:]:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert len(cells) == 4, row
+        assert all(cells), row
+        assert cells[3].endswith("×"), row
+    region = page.read_text().split("<!-- generated: growth -->\n")[1].split("<!-- end:")[0]
+    assert rows[-1] in region
