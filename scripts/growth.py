@@ -16,15 +16,19 @@ one more: the newest page of 50 and the same page under each filter (`populate=n
 rows time the query; the share of requests each filter matches is given), a page of 100
 populated, the thread, stats by bot and by day, GET by id; the NDJSON export of every
 request (records/s); under `wrk` (one thread, 8 connections): GET by id and the newest page
-of 50 (p50, p99, requests/s), single `POST /bot-requests` and batches of 1 000 (items/s).
+of 50 (p50, p99, requests/s), single `POST /bot-requests` (without and with a new
+`requestKey` each: a keyed insert checks that its key is not taken) and batches of 1 000
+(items/s).
 Last, the service is stopped and started again on the same directory: seconds until
 `/readyz` answers, and the process's memory.
 """
 
 import argparse
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +70,35 @@ def body(names: dict[str, Any], n: int) -> dict[str, Any]:
         "metadata": {"tier": n % 4},
         **({"tags": tags} if tags else {}),
     }
+
+
+def wrk_keyed(url: str, payload: dict[str, Any], seconds: float) -> float:
+    """Requests/s of `wrk` posting `payload` with a new `requestKey` each time (every
+    answer must be 2xx): what a client that retries safely sends."""
+    marker = "@@N@@"
+    before, after = json.dumps(
+        {**payload, "requestKey": f"growth-{time.time_ns()}-{marker}"}
+    ).split(marker)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            f"local before, after = [==[{before}]==], [==[{after}]==]\n"
+            "local n = 0\n"
+            "request = function()\n  n = n + 1\n"
+            "  return wrk.format(nil, nil, nil, before .. n .. after)\nend\n"
+        )
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", "-c8", f"-d{max(1, round(seconds))}s", "-s", script.name, url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    if "Non-2xx" in out or "Requests/sec" not in out:
+        raise RuntimeError(f"wrk against {url}:\n{out}")
+    return float(out.split("Requests/sec:")[1].split()[0])
 
 
 def world(http: httpx.Client) -> dict[str, Any]:
@@ -186,6 +219,8 @@ def measure(size: int, seconds: float) -> dict[str, Any]:
             out["wrk newest 50"] = newest
             single = wrk_post(f"{server.base}/bot-requests", body(names, 1), seconds)
             out["wrk single POST (requests/s)"] = single
+            keyed = wrk_keyed(f"{server.base}/bot-requests", body(names, 2), seconds)
+            out["wrk single POST with requestKey (requests/s)"] = keyed
             items = {"items": [body(names, n) for n in range(BATCH)]}
             out["wrk batch of 1 000 (items/s)"] = (
                 wrk_post(f"{server.base}/bot-requests/batch", items, seconds * 2) * BATCH
