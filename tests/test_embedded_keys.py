@@ -37,7 +37,10 @@ def document(rng: random.Random, identifier: Any = None) -> dict:
 def query(rng: random.Random) -> dict:
     field = rng.choice(["bot", "sessionKey", "tags", "usage.model", "other"])
     value = rng.choice([*VALUES, "m1", "m2"])
-    found: dict = {field: value} if rng.random() < 0.8 else {field: {"$in": [value]}}
+    pick = rng.random()
+    found: dict = {field: value}
+    if pick > 0.8:
+        found = {field: {"$in": [value, *rng.sample(VALUES, rng.randrange(3))]}}
     if rng.random() < 0.3:
         found = {"$and": [found, {"bot": rng.choice(VALUES)}]}
     return found

@@ -6,9 +6,9 @@ follow-ups of a request, a request's feedback, a session's page, the check that 
 each field named by an index of the collection (`indexes.py` declares them, on MongoDB and
 here alike) gets a dictionary from each value it holds (each element of an array) to the
 ids of the documents holding it. A query with an equality on such a field (`field:
-value`, or `$in` of one value, at its top or in its `$and`) reads the candidates of its
-most selective field, in the store's order, and the whole filter still decides each of
-them: the index only has to miss nothing.
+value` or `field: {"$in": [...]}`, at its top or in its `$and`) reads the candidates of
+its most selective field, in the store's order, and the whole filter still decides each
+of them: the index only has to miss nothing.
 
 Kept where documents enter and leave mongomock's store (`CollectionStore.__setitem__` and
 `__delitem__`, so a write half done is seen as the store sees it): a new document is
@@ -160,15 +160,15 @@ def _equalities(query: Any) -> list[tuple[str, list]]:
             found.append((key, [search]))
         elif isinstance(search, dict) and set(search) == {"$in"}:
             values = search["$in"]
-            if isinstance(values, list) and len(values) == 1 and kind_of(values[0]) in _SCALARS:
-                found.append((key, values))  # one value: its ids are in the store's order
+            if isinstance(values, list) and values and all(kind_of(v) in _SCALARS for v in values):
+                found.append((key, values))
     return found
 
 
 def candidates(collection: Collection, query: Any) -> list | None:
-    """The ids (in the order their documents were stored, possibly some no longer stored)
-    of every document that may match `query`, from the most selective equality on an
-    indexed field; None when no index applies."""
+    """The ids (some perhaps twice, or no longer stored) of every document that may match
+    `query`, from the most selective equality on an indexed field; None when no index
+    applies."""
     wanted = _equalities(query)
     if not wanted:
         return None
@@ -182,7 +182,10 @@ def candidates(collection: Collection, query: Any) -> list | None:
             continue
         if any(isinstance(value, ObjectId) and str(value) in index.ids for value in values):
             continue  # mongomock matches an ObjectId with its text in an array too
-        ids = index.ids.get(values[0], [])
+        if len(values) == 1:
+            ids = index.ids.get(values[0], [])
+        else:  # `$in`: each value's ids (put back in the store's order by `documents`)
+            ids = [identifier for value in values for identifier in index.ids.get(value, ())]
         if best is None or len(ids) < len(best):
             best = ids
     return best
