@@ -48,6 +48,7 @@ Stage = Callable[[Iterable[Row]], Iterable[Row]]
 _CHECK_EVERY = mongomock_deadline.CHECK_EVERY
 _ACCUMULATORS = frozenset({"$sum", "$avg", "$min", "$max", "$first"})
 _DATE_FORMAT = re.compile(r"(?:[^%]|%[YmdHMSj%])*")
+_DAY_FORMAT = re.compile(r"(?:[^%]|%[Ymdj%])*")
 
 
 class _NotCompiled(Exception):
@@ -125,11 +126,19 @@ def _compile(collection: Collection, pipeline: Any) -> tuple[Callable[[], Iterab
         stages.append((name, options, compiler))
     start: Callable[[], Iterable[Row]] = lambda: _checked(list(collection._store.documents))  # noqa: E731
     compiled = []
+    # Whether the rows a stage reads are its own to change: the stored documents are not;
+    # the new documents `$lookup`, `$addFields` and `$group` make are, and `$match`,
+    # `$unwind`, `$sort` and `$limit` pass on what they read.
+    owned = False
     for position, (name, options, compiler) in enumerate(stages):
         if position == 0 and name == "$match":
             start = _first_match(collection, options)
             continue
-        compiled.append(compiler(collection, options))
+        if name in _OWNERSHIP_AWARE:
+            compiled.append(compiler(collection, options, owned))
+        else:
+            compiled.append(compiler(collection, options))
+        owned = owned or name in _MAKE_NEW_ROWS
     return start, compiled
 
 
@@ -194,7 +203,7 @@ def _lookup_key(value: Any) -> Any:
     return (ObjectId, value.binary) if isinstance(value, ObjectId) else value
 
 
-def _add_fields(collection: Collection, options: Any) -> Stage:
+def _add_fields(collection: Collection, options: Any, owned: bool = False) -> Stage:
     if not isinstance(options, dict) or not options:
         raise _NotCompiled
     fields = []
@@ -205,9 +214,11 @@ def _add_fields(collection: Collection, options: Any) -> Stage:
 
     def stage(rows: Iterable[Row]) -> Iterator[Row]:
         for row in _rows(rows):
-            out = dict(row)
-            for field, compute in fields:
-                value = compute(row, _NO_VARIABLES)  # each computed from the stage's input
+            # Each field computed from the stage's input, then set: on the row itself when
+            # it is this pipeline's own, else on a copy.
+            values = [(field, compute(row, _NO_VARIABLES)) for field, compute in fields]
+            out = row if owned else dict(row)
+            for field, value in values:
                 if value is not MISSING:
                     out[field] = value
             yield out
@@ -215,7 +226,7 @@ def _add_fields(collection: Collection, options: Any) -> Stage:
     return stage
 
 
-def _unwind(collection: Collection, options: Any) -> Stage:
+def _unwind(collection: Collection, options: Any, owned: bool = False) -> Stage:
     plain = isinstance(options, str)  # mongomock_fixes' `$unwind` form
     if plain:
         path, preserve = options, False
@@ -241,7 +252,7 @@ def _unwind(collection: Collection, options: Any) -> Stage:
             values = row[field]
             if values == []:
                 if preserve and not plain:
-                    kept = dict(row)
+                    kept = row if owned else dict(row)
                     del kept[field]
                     yield kept
                 continue
@@ -417,7 +428,9 @@ def _limit(collection: Collection, options: Any) -> Stage:
     return stage
 
 
-_STAGES: dict[str, Callable[[Collection, Any], Stage]] = {
+_OWNERSHIP_AWARE = frozenset({"$addFields", "$set", "$unwind"})
+_MAKE_NEW_ROWS = frozenset({"$lookup", "$addFields", "$set", "$group"})
+_STAGES: dict[str, Callable[..., Stage]] = {
     "$match": _match,
     "$lookup": _lookup,
     "$addFields": _add_fields,
@@ -685,6 +698,8 @@ def _date_to_string(argument: Any, ignore_missing: bool) -> Expression:
     if not isinstance(form, str) or form.startswith("$") or not _DATE_FORMAT.fullmatch(form):
         raise _NotCompiled  # %L, time zones and the rest: mongomock's own
     date = _expression(argument["date"], ignore_missing)
+    # A format of the day alone (stats by day) gives one text per day: formatted once.
+    by_day: dict[Any, str] | None = {} if _DAY_FORMAT.fullmatch(form) else None
 
     def formatted(row: Row, variables: dict) -> Any:
         value = date(row, variables)
@@ -692,7 +707,13 @@ def _date_to_string(argument: Any, ignore_missing: bool) -> Expression:
             return MISSING
         if type(value) is not datetime:
             raise _Unsure
-        return value.strftime(form)
+        if by_day is None:
+            return value.strftime(form)
+        day = value.date()
+        text = by_day.get(day)
+        if text is None:
+            text = by_day[day] = value.strftime(form)
+        return text
 
     return formatted
 
