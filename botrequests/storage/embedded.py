@@ -1,7 +1,7 @@
 """The embedded backend: mongomock behind Motor's interface, run off the event loop.
 
 mongomock-motor calls mongomock synchronously inside the event loop, so one slow query
-(mongomock has no indexes: a thread lookup on a chain of 1 000 took 15 s) stopped every
+(mongomock itself has no indexes: a thread lookup on a chain of 1 000 took 15 s) stopped every
 other caller, `/healthz` included. Here every call that touches the data runs in one
 worker thread, one at a time (mongomock is not thread-safe): a slow query delays other
 database calls, never the loop, so health checks and requests that need no database
