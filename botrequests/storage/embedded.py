@@ -261,10 +261,10 @@ class _LatentAggregation(_Buffered, AsyncLatentCommandCursor):
         return await run_timed(self._max_time_ms, lambda: list(self._start()))
 
 
-# Past this many documents in one collection, stats and reads by other fields than `_id`
-# and the newest-first order take ~100 ms or more on this backend (they scan;
-# docs/benchmarks.md): said once.
-GROWTH_WARNING_DOCUMENTS = 12_000
+# Past this many documents in one collection, what reads them all (stats, an export) takes
+# about a second or more on this backend, and start-up and memory grow with them
+# (docs/benchmarks.md, scripts/growth.py): said once.
+GROWTH_WARNING_DOCUMENTS = 100_000
 _warned: set[str] = set()
 
 
@@ -273,10 +273,11 @@ def _warn_when_large(collection: Any) -> None:
         return
     _warned.add(collection.name)
     log.warning(
-        "the embedded database holds %d documents in %s: its only indexes are _id and the "
-        "newest-first order, so stats and reads by other fields scan them (~100 ms or more "
-        "now, growing with the data). "
-        "Set MONGODB_URI to a MongoDB server for anything beyond trying the service out",
+        "the embedded database holds %d documents in %s: pages and lookups stay fast, but "
+        "stats and exports read every one (about a second per 100 000, the embedded worker "
+        "busy meanwhile), and start-up and memory grow with the data. "
+        "Set MONGODB_URI to a MongoDB server (botrequests dump, then mongorestore) to go on "
+        "growing",
         len(collection._store),
         collection.name,
     )
