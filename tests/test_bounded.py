@@ -525,3 +525,24 @@ async def test_embedded_reads_by_key_run_inline_only_while_the_worker_is_free(
     assert answer.json() == served.json()
     # The load queued in the worker; its population, with the worker free again, inline.
     assert len(hops) == 1
+
+
+async def test_embedded_documents_stored_are_frozen_out_of_the_collector(app, raw, monkeypatch):
+    """Past FREEZE_EVERY_DOCUMENTS stored, the cyclic collector runs over what is new and
+    freezes it: a later full collection does not walk the stored data."""
+    if not app.state.settings.embedded:
+        pytest.skip("about the embedded backend")
+    import gc
+
+    from botrequests.storage import embedded
+
+    monkeypatch.setattr(embedded, "FREEZE_EVERY_DOCUMENTS", 50)
+    monkeypatch.setattr(embedded, "_stored_since_freeze", [0])
+    await insert_all(raw.botrequests, [{"n": i, "tags": ["x"]} for i in range(40)])
+    first = {id(doc) for doc in raw.botrequests._sync()._store._documents.values()}
+    assert not first.isdisjoint(id(tracked) for tracked in gc.get_objects())  # not yet
+    frozen = gc.get_freeze_count()
+    await insert_all(raw.botrequests, [{"n": i, "tags": ["y"]} for i in range(20)])
+    assert gc.get_freeze_count() > frozen
+    stored = {id(doc) for doc in raw.botrequests._sync()._store._documents.values()}
+    assert stored.isdisjoint(id(tracked) for tracked in gc.get_objects())  # all frozen

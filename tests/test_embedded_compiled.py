@@ -308,3 +308,32 @@ async def test_embedded_stats_answer_as_mongomock_through_the_client():
     sync = collection._sync()
     assert plain_dates(served) == plain_dates(list(sync.aggregate(pipeline)))
     assert sum(group["requests"] for group in served) > 0
+
+
+async def test_stats_of_requests_recorded_through_the_api_run_compiled(client, app, monkeypatch):
+    """What the service stores holds Beanie's ObjectId subclass in memory: its stats, and
+    a thread's, still run compiled, never mongomock's evaluator (which at 100 000 requests
+    ran past QUERY_TIMEOUT_MS)."""
+    if not app.state.settings.embedded:
+        pytest.skip("about the embedded backend")
+    from tests.factories import record, seed_world
+
+    world = await seed_world(client)
+    made = [
+        await record(client, world, tags=["a"] if n % 2 else None, sessionKey=f"s{n % 3}")
+        for n in range(12)
+    ]
+    for request in made[:4]:
+        sent = await client.post(f"/bot-requests/{request['id']}/feedback", json={"score": 1})
+        assert sent.status_code == 201
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("mongomock's own pipeline ran")
+
+    monkeypatch.setattr(mongomock_aggregate, "_parse_expression", refused)
+    monkeypatch.setattr(mongomock_pipeline, "_by_mongomock", refused)
+    for group_by in ("bot", "day", "tag", "model", "sessionKey"):
+        answer = await client.get("/bot-requests/stats", params={"groupBy": group_by})
+        assert answer.status_code == 200, answer.text
+        assert sum(item["requests"] for item in answer.json()["items"]) >= 12
+        assert sum(item["feedback"]["count"] for item in answer.json()["items"]) >= 4

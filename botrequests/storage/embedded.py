@@ -283,6 +283,24 @@ def _warn_when_large(collection: Any) -> None:
     )
 
 
+# Every this many documents stored since the last time, the cyclic collector is run over
+# what is not frozen yet (the new documents, a few milliseconds) and what survives is
+# frozen with the rest: stored documents hold no reference cycles and live until deleted
+# (freed by their reference counts), and a full collection that walked all of them took
+# 1.5 s at 300 000 requests, every call waiting (the p99 of a page under load).
+FREEZE_EVERY_DOCUMENTS = 10_000
+_stored_since_freeze = [0]
+
+
+def _freeze_when_grown(result: Any) -> None:
+    ids = getattr(result, "inserted_ids", None)
+    _stored_since_freeze[0] += len(ids) if ids is not None else 1
+    if _stored_since_freeze[0] >= FREEZE_EVERY_DOCUMENTS:
+        _stored_since_freeze[0] = 0
+        gc.collect()
+        gc.freeze()
+
+
 def _off_loop(name: str) -> Callable[..., Any]:
     grows = name in ("insert_one", "insert_many")
 
@@ -298,6 +316,7 @@ def _off_loop(name: str) -> Callable[..., Any]:
             mongomock_newest.after_write(sync, name, args, kwargs, result)
             if grows:
                 _warn_when_large(sync)
+                _freeze_when_grown(result)
             return result
 
         if self._holder is not None:
