@@ -337,3 +337,21 @@ async def test_stats_of_requests_recorded_through_the_api_run_compiled(client, a
         assert answer.status_code == 200, answer.text
         assert sum(item["requests"] for item in answer.json()["items"]) >= 12
         assert sum(item["feedback"]["count"] for item in answer.json()["items"]) >= 4
+
+
+def test_compiled_in_compares_each_value_once_not_with_every_value(monkeypatch):
+    """A population's `$in` of n ids over n documents: about n comparisons (a set), not
+    n² (a list tested by `==`)."""
+    ids = [ObjectId() for _ in range(200)]
+    test = mongomock_match.compile_filter({"ref": {"$in": ids}})
+    calls = {"n": 0}
+    plain = ObjectId.__eq__
+
+    def counted(self: ObjectId, other: Any) -> Any:
+        calls["n"] += 1
+        return plain(self, other)
+
+    monkeypatch.setattr(ObjectId, "__eq__", counted)
+    assert all(test({"ref": identifier}) for identifier in ids)
+    assert not test({"ref": ObjectId()})
+    assert calls["n"] <= 2 * len(ids)

@@ -182,13 +182,26 @@ def _operator_test(name: str, argument: Any) -> Callable[[Any], bool] | None:
             return None
         values = list(argument)
         has_none = None in values
+        # `x in values` for a list tests `==` against each value: a population's `$in` of
+        # n ids over n documents was n² ObjectId comparisons. The hashable values in a set
+        # answer the same (equal values hash alike); the others are still compared.
+        hashed = {item for item in values if _hashable(item)}
+        others = [item for item in values if not _hashable(item)]
+
+        def held(item: Any) -> bool:
+            try:
+                if item in hashed:
+                    return True
+            except TypeError:  # an unhashable value (a document) from the data
+                pass
+            return any(item == other for other in others) if others else False
 
         def within(value: Any) -> bool:
             if value is NOTHING and has_none:
                 return True
             if isinstance(value, list | tuple):
-                return any(item in values for item in value)
-            return value in values
+                return any(held(item) for item in value)
+            return held(value)
 
         return within
     if name == "$all":
@@ -229,6 +242,14 @@ def _operator_test(name: str, argument: Any) -> Callable[[Any], bool] | None:
         return _compared(compare, value, argument, rank)
 
     return ranged
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _eq(value: Any, search: Any) -> bool:
