@@ -312,6 +312,10 @@ def _group(collection: Collection, options: Any) -> Stage:
             lists.append(slot)
             reducers.append((field, slot, _REDUCERS[operator]))
 
+    counts = [slot for slot, kind, _ in plan if kind is _COUNT]
+    firsts = [(slot, compute) for slot, kind, compute in plan if kind is _FIRST]
+    collects = [(slot, compute) for slot, kind, compute in plan if kind is _COLLECT]
+
     def stage(rows: Iterable[Row]) -> list[Row]:
         groups: dict[Any, list] = {}
         for row in _rows(rows):
@@ -325,16 +329,15 @@ def _group(collection: Collection, options: Any) -> Stage:
                 group[0] = key
                 for slot in lists:
                     group[slot] = []
-            for slot, kind, compute in plan:
-                if kind is _COUNT:
-                    group[slot] += 1
-                elif kind is _FIRST:
-                    if group[slot] is MISSING:
-                        group[slot] = compute(row, _NO_VARIABLES)
-                else:
-                    value = compute(row, _NO_VARIABLES)
-                    if value is not MISSING:
-                        group[slot].append(value)
+            for slot in counts:
+                group[slot] += 1
+            for slot, compute in firsts:
+                if group[slot] is MISSING:
+                    group[slot] = compute(row, _NO_VARIABLES)
+            for slot, compute in collects:
+                value = compute(row, _NO_VARIABLES)
+                if value is not MISSING:
+                    group[slot].append(value)
         if key_of is None and not groups:  # mongomock: one group, even of nothing
             group = groups[None] = template.copy()
             for slot in lists:
@@ -655,7 +658,7 @@ def _cond(argument: Any, ignore_missing: bool) -> Expression:
     def cond(row: Row, variables: dict) -> Any:
         holds = condition(row, variables)
         # mongodb_to_bool; a missing condition is false
-        if holds is not MISSING and holds not in [False, None, 0]:
+        if holds is not MISSING and holds not in (False, None, 0):
             return then(row, variables)
         return otherwise(row, variables)
 
