@@ -35,15 +35,19 @@ sys.path.insert(0, str(ROOT))
 from scripts import docs_table  # noqa: E402
 from tests.servers import served  # noqa: E402
 
+POST_JSON = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+
 
 def wrk_post(url: str, payload: dict, seconds: float) -> float:
     """Requests/s of `wrk` posting `payload` to `url` (every answer must be 2xx)."""
+    return wrk_script(url, POST_JSON + f"wrk.body = [==[{json.dumps(payload)}]==]\n", seconds)
+
+
+def wrk_script(url: str, lua: str, seconds: float) -> float:
+    """Requests/s of `wrk` (one thread, 8 connections) running the Lua script `lua`
+    against `url` (every answer must be 2xx)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        text = json.dumps(payload)
-        script.write(
-            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-            f"wrk.body = [==[{text}]==]\n"
-        )
+        script.write(lua)
     try:
         out = subprocess.run(
             ["wrk", "-t1", "-c8", f"-d{max(1, round(seconds))}s", "-s", script.name, url],

@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts import docs_table, latency  # noqa: E402
-from scripts.durable_bench import wrk_post  # noqa: E402
+from scripts.durable_bench import POST_JSON, wrk_post, wrk_script  # noqa: E402
 from tests.servers import served  # noqa: E402
 
 BATCH = 1000
@@ -79,26 +78,13 @@ def wrk_keyed(url: str, payload: dict[str, Any], seconds: float) -> float:
     before, after = json.dumps(
         {**payload, "requestKey": f"growth-{time.time_ns()}-{marker}"}
     ).split(marker)
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(
-            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-            f"local before, after = [==[{before}]==], [==[{after}]==]\n"
-            "local n = 0\n"
-            "request = function()\n  n = n + 1\n"
-            "  return wrk.format(nil, nil, nil, before .. n .. after)\nend\n"
-        )
-    try:
-        out = subprocess.run(
-            ["wrk", "-t1", "-c8", f"-d{max(1, round(seconds))}s", "-s", script.name, url],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        os.unlink(script.name)
-    if "Non-2xx" in out or "Requests/sec" not in out:
-        raise RuntimeError(f"wrk against {url}:\n{out}")
-    return float(out.split("Requests/sec:")[1].split()[0])
+    lua = POST_JSON + (
+        f"local before, after = [==[{before}]==], [==[{after}]==]\n"
+        "local n = 0\n"
+        "request = function()\n  n = n + 1\n"
+        "  return wrk.format(nil, nil, nil, before .. n .. after)\nend\n"
+    )
+    return wrk_script(url, lua, seconds)
 
 
 def world(http: httpx.Client) -> dict[str, Any]:

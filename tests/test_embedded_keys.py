@@ -12,6 +12,7 @@ from mongomock import filtering
 
 from botrequests.storage import mongomock_keys, mongomock_newest
 from botrequests.storage.embedded import EmbeddedClient
+from tests.test_embedded_index import counting_filters
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 OIDS = [ObjectId() for _ in range(4)]
@@ -104,27 +105,6 @@ async def test_equality_indexes_answer_as_mongomock_on_random_data():
     assert compared == 600
 
 
-def counting(monkeypatch) -> dict:
-    """Count the documents tested against a compiled filter."""
-    from botrequests.storage import mongomock_match
-
-    calls = {"n": 0}
-    plain = mongomock_match.compile_filter
-
-    def compile_counted(spec: Any) -> Any:
-        test = plain(spec)
-
-        def counted(document: dict) -> bool:
-            calls["n"] += 1
-            return test(document)
-
-        return counted
-
-    monkeypatch.setattr(mongomock_match, "compile_filter", compile_counted)
-    monkeypatch.setattr(mongomock_newest, "compile_filter", compile_counted)
-    return calls
-
-
 async def test_query_on_an_indexed_field_reads_its_candidates_only(monkeypatch):
     collection = EmbeddedClient(tz_aware=True).get_database("keys").get_collection("few")
     await collection.create_index([("sessionKey", 1)])
@@ -140,7 +120,7 @@ async def test_query_on_an_indexed_field_reads_its_candidates_only(monkeypatch):
         ]
     )
     await collection.find({"sessionKey": "s0"}).to_list(length=None)  # the indexes built
-    calls = counting(monkeypatch)
+    calls = counting_filters(monkeypatch)
     found = await collection.find({"sessionKey": "s42"}).to_list(length=None)
     assert len(found) == 10
     assert calls["n"] == 10

@@ -215,7 +215,7 @@ def _graph_lookup(in_collection: list[dict], database: Any, options: dict) -> li
         ]
 
     try:
-        if to_field != "_id" and mongomock_keys.candidates(foreign, {to_field: ObjectId()}) is None:
+        if to_field != "_id" and not mongomock_keys.indexes_field(foreign, to_field):
             index()  # not indexed: built now, so that an unhashable value shows here
     except TypeError:  # an unhashable value: mongomock's own way
         return _SLOW_GRAPH_LOOKUP(in_collection, database, options)

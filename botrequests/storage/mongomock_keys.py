@@ -134,6 +134,12 @@ def _indexes(collection: Collection) -> _Indexes | None:
     return held
 
 
+def indexes_field(collection: Collection, field: str) -> bool:
+    """Whether `collection` keeps an equality index on `field` now."""
+    indexes = _indexes(collection)
+    return indexes is not None and field in indexes.by_field
+
+
 def _key_of(document: dict) -> Any:
     """The key mongomock's store holds `document` under."""
     identifier = document["_id"]

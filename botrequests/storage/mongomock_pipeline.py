@@ -25,6 +25,7 @@ import numbers
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from operator import eq as operator_eq
 from operator import ge as operator_ge
 from operator import gt as operator_gt
 from operator import itemgetter as operator_itemgetter
@@ -617,19 +618,25 @@ def _walk(value: Any, parts: list[str]) -> Any:
     return value
 
 
-def _eq(argument: Any, ignore_missing: bool) -> Expression:
-    if not isinstance(argument, list) or len(argument) != 2:
-        raise _NotCompiled
-    left, right = (_expression(part, ignore_missing) for part in argument)
+def _binary(combine: Callable[[Any, Any], Any]) -> Callable[[Any, bool], Expression]:
+    """An operator of two operands, as mongomock evaluates one: both computed in order, a
+    missing one passed on, else `combine(first, second)`."""
 
-    def equal(row: Row, variables: dict) -> Any:
-        first = left(row, variables)
-        if first is MISSING:
-            return MISSING
-        second = right(row, variables)
-        return MISSING if second is MISSING else first == second
+    def compiled(argument: Any, ignore_missing: bool) -> Expression:
+        if not isinstance(argument, list) or len(argument) != 2:
+            raise _NotCompiled
+        left, right = (_expression(part, ignore_missing) for part in argument)
 
-    return equal
+        def evaluated(row: Row, variables: dict) -> Any:
+            first = left(row, variables)
+            if first is MISSING:
+                return MISSING
+            second = right(row, variables)
+            return MISSING if second is MISSING else combine(first, second)
+
+        return evaluated
+
+    return compiled
 
 
 def _if_null(argument: Any, ignore_missing: bool) -> Expression:
@@ -721,27 +728,10 @@ def _date_to_string(argument: Any, ignore_missing: bool) -> Expression:
     return formatted
 
 
-def _comparison(compare: Callable[[Any, Any], bool]) -> Callable[[Any, bool], Expression]:
+def _ordered(compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     """`$lt`, `$lte`, `$gt`, `$gte`: mongomock's `bson_compare` across types (by type
     order) of the scalars compiled here."""
-
-    def compiled(argument: Any, ignore_missing: bool) -> Expression:
-        if not isinstance(argument, list) or len(argument) != 2:
-            raise _NotCompiled
-        left, right = (_expression(part, ignore_missing) for part in argument)
-
-        def compared(row: Row, variables: dict) -> Any:
-            first = left(row, variables)
-            if first is MISSING:
-                return MISSING
-            second = right(row, variables)
-            if second is MISSING:
-                return MISSING
-            return compare(_scalar_order(first), _scalar_order(second))
-
-        return compared
-
-    return compiled
+    return lambda first, second: compare(_scalar_order(first), _scalar_order(second))
 
 
 def _scalar_order(value: Any) -> tuple:
@@ -752,11 +742,11 @@ def _scalar_order(value: Any) -> tuple:
 
 
 _OPERATORS: dict[str, Callable[[Any, bool], Expression]] = {
-    "$lt": _comparison(operator_lt),
-    "$lte": _comparison(operator_le),
-    "$gt": _comparison(operator_gt),
-    "$gte": _comparison(operator_ge),
-    "$eq": _eq,
+    "$lt": _binary(_ordered(operator_lt)),
+    "$lte": _binary(_ordered(operator_le)),
+    "$gt": _binary(_ordered(operator_gt)),
+    "$gte": _binary(_ordered(operator_ge)),
+    "$eq": _binary(operator_eq),
     "$ifNull": _if_null,
     "$cond": _cond,
     "$filter": _filter,
