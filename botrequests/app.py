@@ -17,7 +17,7 @@ from botrequests.documents import ApiKey, Organization
 from botrequests.errors import Unavailable, unavailable
 from botrequests.middleware import Guard
 from botrequests.responses import ERROR_RESPONSES
-from botrequests.routes import bot_requests, bots, erasures, health, keys, records, ui
+from botrequests.routes import bot_requests, bots, erasures, health, keys, otlp, records, ui
 from botrequests.storage import datadir, db
 
 log = logging.getLogger("botrequests")
@@ -78,6 +78,8 @@ def create_app(config: Settings | None = None) -> FastAPI:
     data = [Depends(auth.principal), Depends(_database_ready)]
     for router in (bot_requests.router, bots.router, records.router, keys.router, erasures.router):
         app.include_router(router, dependencies=data, responses=ERROR_RESPONSES)
+    # Its errors are OTLP's own (`google.rpc.Status`), documented on the route.
+    app.include_router(otlp.router, dependencies=data)
     app.include_router(health.router)
     app.include_router(ui.home)
     app.include_router(ui.docs)

@@ -71,6 +71,8 @@ INGEST_OPERATIONS = frozenset(
         ("PATCH", "/bot-requests/{id}"),
         # A product's backend relays its users' thumbs.
         ("POST", "/bot-requests/{id}/feedback"),
+        # OpenTelemetry exporters (OTLP/HTTP): spans become requests.
+        ("POST", "/v1/traces"),
     }
 )
 

@@ -5,6 +5,7 @@ collection, one unordered `insert_many`, one `$addToSet` per original.
 """
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,10 +28,18 @@ from botrequests.schemas import BotRequestCreate
 from botrequests.storage import db
 
 
-async def create_batch(bodies: list[Any], client_ip: str | None) -> dict[str, Any]:
+async def create_batch(
+    bodies: list[Any],
+    client_ip: str | None,
+    created_at: list[datetime] | None = None,
+    follows: dict[int, int] | None = None,
+) -> dict[str, Any]:
     """Record many interactions: per item its id or its errors; one bad item does not stop
     the others. Items with a `requestKey` already stored answer that request's id
-    (`"status": "existing"`), so a retried batch writes each item once."""
+    (`"status": "existing"`), so a retried batch writes each item once.
+
+    For spans (otlp/receiver.py): `created_at` gives each item's time, and `follows` makes
+    item i a follow-up of an earlier item j of the same batch (`{i: j}`)."""
     items: list[Item] = []
     for index, raw in enumerate(bodies):
         try:
@@ -42,7 +51,10 @@ async def create_batch(bodies: list[Any], client_ip: str | None) -> dict[str, An
             ]
             items.append(Item(None, errors))
             continue
-        items.append(build(body, client_ip, [index]))
+        item = build(body, client_ip, [index])
+        if created_at is not None and item.doc is not None:
+            item.doc.createdAt = created_at[index]
+        items.append(item)
     keyed = [item.doc for item in items if item.doc and item.doc.requestKey]
     existing = await stored_with_keys(keyed)
     seen_keys: set[tuple] = set()
@@ -59,11 +71,15 @@ async def create_batch(bodies: list[Any], client_ip: str | None) -> dict[str, An
     ]
     checked_at = erasure.clock()
     await check([item for _, item in fresh], [[index] for index, _ in fresh])
+    if follows:
+        _follow_in_batch(items, follows, existing)
     to_insert = [(index, item) for index, item in fresh if not item.errors]
     raced = await _insert_many(to_insert)
     await _undo_erased(to_insert, checked_at)
     if raced:
         existing |= await stored_with_keys(raced)
+        if follows:
+            await _refollow_raced(items, raced, existing)
     written = [item.doc for _, item in to_insert if not item.errors and item.doc]
     # Items answered "existing" are finished exactly as created ones: a first attempt
     # that stored them but died (or timed out) before attaching them gets that done now.
@@ -71,6 +87,41 @@ async def create_batch(bodies: list[Any], client_ip: str | None) -> dict[str, An
         attach_followups(written), attach_followups(list(existing.values()), only_missing=True)
     )
     return _batch_answer(items, existing)
+
+
+def _follow_in_batch(items: list[Item], follows: dict[int, int], existing: dict) -> None:
+    """Item i follows item j (an earlier one of the batch): j's stored id when j was
+    recorded before (a retry), j's new id when j is written now, else (j refused) whatever
+    j itself follows. Set after the references are checked: j is not stored yet."""
+    for index in sorted(follows):
+        doc, target = items[index].doc, items[follows[index]]
+        if doc is None or target.doc is None:
+            continue
+        key = key_of(target.doc)
+        if key is not None and key in existing:
+            doc.originalRequest = existing[key].id
+        elif not target.errors:
+            doc.originalRequest = target.doc.id
+        else:
+            doc.originalRequest = target.doc.originalRequest
+
+
+async def _refollow_raced(items: list[Item], raced: list[BotRequest], existing: dict) -> None:
+    """Follow-ups written naming an item that a concurrent retry stored first (its new id
+    was never written): they now name the stored one (one write for all)."""
+    moved = {doc.id: existing[key_of(doc)].id for doc in raced if key_of(doc) in existing}
+    followers = [
+        item.doc
+        for item in items
+        if item.doc is not None and not item.errors and item.doc.originalRequest in moved
+    ]
+    for doc in followers:
+        doc.originalRequest = moved[doc.originalRequest]
+    if followers:
+        await db.update_each(
+            BotRequest,
+            [({"_id": d.id}, {"$set": {"originalRequest": d.originalRequest}}) for d in followers],
+        )
 
 
 async def _insert_many(items: list[tuple[int, Item]]) -> list[BotRequest]:

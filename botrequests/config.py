@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     # Most exports one worker streams at once (more: 429 with Retry-After): each holds a
     # page of documents and a cursor.
     export_max_concurrent: int = Field(default=4, ge=1, le=1000)
+    # OpenTelemetry ingestion (POST /v1/traces): a span's resource `service.name` names a
+    # new bot only while its organization has fewer bots than this (past it, such spans
+    # are refused in the export's partial success); most exports one worker decodes and
+    # records at once (more: 429 with Retry-After, which exporters retry).
+    otlp_max_bots: int = Field(default=100, ge=0, le=100_000)
+    otlp_max_concurrent: int = Field(default=8, ge=1, le=1000)
 
     host: Annotated[str, AfterValidator(checks.host)] = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -8,7 +8,7 @@ import logging
 
 from beanie.exceptions import CollectionWasNotInitialized
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from pymongo.errors import (
     ConnectionFailure,
@@ -18,6 +18,9 @@ from pymongo.errors import (
     PyMongoError,
     ServerSelectionTimeoutError,
 )
+
+from botrequests import otlp
+from botrequests.otlp import answers
 
 log = logging.getLogger("botrequests.errors")
 
@@ -54,6 +57,10 @@ class Conflict(ServiceError):
 
 class PayloadTooLarge(ServiceError):
     status_code = 413
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
 
 
 class Unavailable(ServiceError):
@@ -95,7 +102,21 @@ def not_found(what: str, identifier: object) -> NotFound:
     return NotFound(f"{what} {identifier} not found")
 
 
-async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+def _respond(
+    request: Request, body: dict[str, object], status: int, headers: dict | None = None
+) -> Response:
+    """The one error answer: `{"detail": ...}` as JSON, or on the OTLP receiver's path a
+    `google.rpc.Status` in the request's encoding, as OTLP/HTTP specifies."""
+    if request.url.path == otlp.PATH:
+        detail = body["detail"]
+        if isinstance(detail, list):
+            detail = "; ".join(str(d.get("msg", d) if isinstance(d, dict) else d) for d in detail)
+        encoding = answers.encoding_of(request.headers.get("content-type"))
+        return answers.failure(encoding, status, str(detail), headers)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
     if isinstance(exc, TooManyRequests):
@@ -103,24 +124,22 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     body: dict[str, object] = {"detail": exc.detail}
     if isinstance(exc, Conflict) and exc.existing is not None:
         body["existing"] = exc.existing
-    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+    return _respond(request, body, exc.status_code, headers)
 
 
-async def _duplicate_key(request: Request, exc: Exception) -> JSONResponse:
+async def _duplicate_key(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DuplicateKeyError)
     keys = sorted((exc.details or {}).get("keyValue", {}) or {})
     what = ", ".join(keys) if keys else "a unique field"
-    return JSONResponse({"detail": f"duplicate value for {what}"}, status_code=409)
+    return _respond(request, {"detail": f"duplicate value for {what}"}, 409)
 
 
-async def _too_slow(request: Request, exc: Exception) -> JSONResponse:
+async def _too_slow(request: Request, exc: Exception) -> Response:
     # The server is up; this query took too long (maxTimeMS, or no answer in the
     # socket's time). Not an outage: narrower filters, a smaller page or `limit` help.
     log.warning("query timed out: %s", type(exc).__name__)
-    return JSONResponse(
-        {"detail": "the database did not finish this query in time; ask for less (filters, limit)"},
-        status_code=504,
-    )
+    detail = "the database did not finish this query in time; ask for less (filters, limit)"
+    return _respond(request, {"detail": detail}, 504)
 
 
 def unavailable(problem: str) -> str:
@@ -129,23 +148,23 @@ def unavailable(problem: str) -> str:
     return f"database unavailable ({problem}); try again shortly"
 
 
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def _unavailable(request: Request, exc: Exception) -> Response:
     log.error("database unavailable: %s", type(exc).__name__)
     problem = (
         "starting"
         if isinstance(exc, CollectionWasNotInitialized)
         else f"unreachable ({type(exc).__name__})"
     )
-    return JSONResponse({"detail": unavailable(problem)}, status_code=503)
+    return _respond(request, {"detail": unavailable(problem)}, 503)
 
 
-async def _not_durable(request: Request, exc: Exception) -> JSONResponse:
+async def _not_durable(request: Request, exc: Exception) -> Response:
     # Logged where it happened (storage/durable.py), with SQLite's reason.
     problem = f"the data directory could not keep this write: {exc}; it was not applied"
-    return JSONResponse({"detail": unavailable(problem)}, status_code=503)
+    return _respond(request, {"detail": unavailable(problem)}, 503)
 
 
-async def _corrupt_document(request: Request, exc: Exception) -> JSONResponse:
+async def _corrupt_document(request: Request, exc: Exception) -> Response:
     # Request bodies are validated by FastAPI (RequestValidationError, a 422); a pydantic
     # ValidationError reaching here comes from parsing a *stored* document another
     # application wrote with a field of the wrong type. Say so plainly; `botrequests
@@ -155,7 +174,7 @@ async def _corrupt_document(request: Request, exc: Exception) -> JSONResponse:
     where = ".".join(str(part) for part in first["loc"])
     log.error("stored document does not match its schema: %s: %s", where, first["msg"])
     detail = f"a stored document cannot be served: {where}: {first['msg']}"
-    return JSONResponse({"detail": detail}, status_code=500)
+    return _respond(request, {"detail": detail}, 500)
 
 
 def install(app: FastAPI) -> None:

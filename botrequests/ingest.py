@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from beanie import PydanticObjectId
-from beanie.operators import AddToSet, Inc, Set
 from pymongo.errors import DuplicateKeyError
 
 from botrequests import erasure, populate, prompts
@@ -163,7 +162,8 @@ async def _none() -> list:
 
 
 async def attach_followups(docs: list[Any], only_missing: bool = False) -> None:
-    """One atomic `$addToSet` per original (never read-modify-write), moving its
+    """One atomic `$addToSet` per original (never read-modify-write), all in one round
+    trip, moving its
     `updatedAt` as Mongoose's timestamps do on any update. With `only_missing` (a retry
     of requests already stored) an original that lists them all is left untouched."""
     by_original: dict[PydanticObjectId, list[PydanticObjectId]] = defaultdict(list)
@@ -177,16 +177,20 @@ async def attach_followups(docs: list[Any], only_missing: bool = False) -> None:
         # `{relatedRequests: {$ne: x}}` holds when the list lacks x: any one lacking.
         return {"_id": original, "$or": [{"relatedRequests": {"$ne": f}} for f in followups]}
 
-    await asyncio.gather(
-        *(
-            BotRequest.find_one(target(original, followups)).update(
-                AddToSet({BotRequest.relatedRequests: {"$each": followups}}),
-                Set({BotRequest.updatedAt: now()}),
-                Inc(VERSION_BUMP),
-            )
-            for original, followups in by_original.items()
+    moment = now()
+    updates = [
+        (
+            target(original, followups),
+            {
+                "$addToSet": {"relatedRequests": {"$each": followups}},
+                "$set": {"updatedAt": moment},
+                "$inc": VERSION_BUMP,
+            },
         )
-    )
+        for original, followups in by_original.items()
+    ]
+    if updates:  # one round trip for every original of a batch (or an export's thread)
+        await db.update_each(BotRequest, updates)
 
 
 # What an answer to a write-only (`ingest`) key holds besides the fields it sent: the ids

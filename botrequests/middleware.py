@@ -12,7 +12,8 @@ import time
 import uuid
 from typing import Any
 
-from botrequests import bodyguard
+from botrequests import bodyguard, otlp
+from botrequests.otlp import answers
 
 log = logging.getLogger("botrequests.access")
 
@@ -21,18 +22,33 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 async def _send_json(send: Any, status: int, detail: Any, headers: list) -> None:
     body = json.dumps({"detail": detail}).encode()
+    await _send(send, status, body, b"application/json", headers)
+
+
+async def _send(send: Any, status: int, body: bytes, media_type: bytes, headers: list) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", media_type),
                 (b"content-length", str(len(body)).encode()),
                 *headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _status_sender(headers: dict) -> Any:
+    """`_send_json`'s counterpart on the OTLP path: a `google.rpc.Status`."""
+    encoding = answers.encoding_of(headers.get(b"content-type", b"").decode("latin-1"))
+
+    async def send_status(send: Any, status: int, detail: Any, extra: list) -> None:
+        body = answers.status_body(encoding, status, str(detail))
+        await _send(send, status, body, encoding.encode(), extra)
+
+    return send_status
 
 
 class Guard:
@@ -92,10 +108,15 @@ class Guard:
         and return None when it fails, else a `receive` that replays it."""
         if scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS"):
             return receive
+        # The OTLP receiver's body may be protobuf or gzip: it is checked once decoded
+        # (otlp/decode.py), and its errors are `google.rpc.Status` messages.
+        traces = scope.get("path") == otlp.PATH
+        refuse = _status_sender(headers) if traces else _send_json
+
         too_large = f"request body over {self.max_body_bytes} bytes"
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await _send_json(send, 413, too_large, [])
+            await refuse(send, 413, too_large, [])
             return None
         chunks, size = [], 0
         # The whole body within BODY_TIMEOUT_SECONDS: a client sending a byte now and then
@@ -106,19 +127,21 @@ class Guard:
                 message = await asyncio.wait_for(receive(), deadline - time.monotonic())
             except TimeoutError:
                 detail = f"request body not received within {self.body_timeout_seconds:g} s"
-                await _send_json(send, 408, detail, [(b"connection", b"close")])
+                await refuse(send, 408, detail, [(b"connection", b"close")])
                 return None
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await _send_json(send, 413, too_large, [])
+                await refuse(send, 413, too_large, [])
                 return None
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
+        if traces:
+            return _replay(body, receive)
         stripped = bodyguard.strip_strings(body)
         problem: tuple[list, str] | None = None
         if bodyguard.depth_exceeds(stripped, self.max_json_depth):
@@ -130,13 +153,18 @@ class Guard:
             detail = [{"loc": ["body", *path], "msg": msg, "type": "value_error"}]
             await _send_json(send, 422, detail, [])
             return None
-        sent = False
+        return _replay(body, receive)
 
-        async def replay() -> dict:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
 
-        return replay
+def _replay(body: bytes, receive: Any) -> Any:
+    """A `receive` that gives the body read, then what the connection says next."""
+    sent = False
+
+    async def replay() -> dict:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

@@ -14,7 +14,7 @@ from typing import Any
 import bson
 from beanie import Document, init_beanie
 from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import IndexModel, uri_parser
+from pymongo import IndexModel, UpdateOne, uri_parser
 from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure
 
 from botrequests.config import Settings
@@ -381,6 +381,18 @@ async def unlink_related(organization: Any, ids: list[Any]) -> int:
         {"organization": organization, "relatedRequests": {"$in": ids}},
         {"$pull": {"relatedRequests": {"$in": ids}}, "$inc": VERSION_BUMP},
     )
+    return result.modified_count
+
+
+async def update_each(model: type[Document], updates: list[tuple[dict, dict]]) -> int:
+    """Several `(filter, update)` pairs, each applied to one document, in one round trip
+    (an unordered `bulk_write`; on the embedded backend, one hop to its worker)."""
+    from botrequests.storage import embedded
+
+    coll = collection(model)
+    if embedded.is_embedded(coll):
+        return await embedded.update_each(coll, updates)
+    result = await coll.bulk_write([UpdateOne(f, u) for f, u in updates], ordered=False)
     return result.modified_count
 
 

@@ -23,6 +23,7 @@ import asyncio
 import functools
 import gc
 import logging
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -150,6 +151,34 @@ async def find_together(jobs: list[tuple[Any, dict, dict | None, dict]]) -> list
         ]
 
     return await run(all_of_them)
+
+
+def apply_updates(collection: Any, updates: list[tuple[dict, dict]]) -> int:
+    """Each `(filter, update)` as an `update_one`, in order (in the worker): what a server
+    does with a `bulk_write` of `UpdateOne`s, in one hop. Returns how many changed."""
+    modified = 0
+    for query, update in updates:
+        try:
+            result = collection.update_one(query, update)
+        except BaseException:
+            mongomock_newest.failed_write(collection)
+            raise
+        mongomock_newest.after_write(collection, "update_one", (query, update), {}, result)
+        modified += result.modified_count
+    return modified
+
+
+async def update_each(collection: "_Collection", updates: list[tuple[dict, dict]]) -> int:
+    """`apply_updates` in one hop to the worker, durable before it answers."""
+    sync = collection._sync()
+    module = sys.modules[__name__]  # looked up at call time: the round-trip counter wraps it
+
+    def call() -> int:
+        return module.apply_updates(sync, updates)
+
+    if collection._holder is not None:
+        return await run_write(collection._holder, call)
+    return await run(call)
 
 
 def thread_links(collection: Any) -> list[tuple[Any, Any, list]]:

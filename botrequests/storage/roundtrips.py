@@ -59,7 +59,7 @@ def count_round_trips() -> Iterator[_RoundTrips]:
     """
     from mongomock.collection import Collection
 
-    from botrequests.storage import mongomock_newest, mongomock_pipeline
+    from botrequests.storage import embedded, mongomock_newest, mongomock_pipeline
     from botrequests.storage.mongomock_fixes import KeyedFind
 
     originals = {name: getattr(Collection, name) for name in _MOCK_OPERATIONS}
@@ -67,6 +67,8 @@ def count_round_trips() -> Iterator[_RoundTrips]:
     walked_find = mongomock_newest.find
     # So is a compiled aggregation the one aggregate command.
     compiled_aggregate = mongomock_pipeline.aggregate
+    # And several updates in one hop (embedded.update_each) the one bulk_write.
+    applied_updates = embedded.apply_updates
     # An inline read by key (embedded.find_together) is the find a server would be sent.
     keyed_read = KeyedFind.documents
     depth = 0
@@ -93,6 +95,7 @@ def count_round_trips() -> Iterator[_RoundTrips]:
     KeyedFind.documents = wrap(keyed_read)  # type: ignore[method-assign]
     mongomock_newest.find = wrap(walked_find)
     mongomock_pipeline.aggregate = wrap(compiled_aggregate)
+    embedded.apply_updates = wrap(applied_updates)
     try:
         yield listener
     finally:
@@ -102,3 +105,4 @@ def count_round_trips() -> Iterator[_RoundTrips]:
         KeyedFind.documents = keyed_read  # type: ignore[method-assign]
         mongomock_newest.find = walked_find
         mongomock_pipeline.aggregate = compiled_aggregate
+        embedded.apply_updates = applied_updates
