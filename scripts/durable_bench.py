@@ -46,6 +46,11 @@ def wrk_post(url: str, payload: dict, seconds: float) -> float:
 def wrk_script(url: str, lua: str, seconds: float) -> float:
     """Requests/s of `wrk` (one thread, 8 connections) running the Lua script `lua`
     against `url` (every answer must be 2xx)."""
+    return float(wrk_run(url, lua, seconds).split("Requests/sec:")[1].split()[0])
+
+
+def wrk_run(url: str, lua: str, seconds: float) -> str:
+    """`wrk`'s report (one thread, 8 connections, the Lua script `lua`); every answer 2xx."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(lua)
     try:
@@ -59,7 +64,7 @@ def wrk_script(url: str, lua: str, seconds: float) -> float:
         os.unlink(script.name)
     if "Non-2xx" in out or "Requests/sec" not in out:
         raise RuntimeError(f"wrk against {url}:\n{out}")
-    return float(out.split("Requests/sec:")[1].split()[0])
+    return out
 
 
 def world(base: str) -> dict[str, str]:

@@ -113,10 +113,15 @@ def partial_aware_uniques(collection: Any) -> None:
         return
 
     def ensure_uniques(new_data: dict) -> None:
+        # An update that changes none of a unique index's fields leaves its entry as it
+        # was, unique already (mongomock would query for each index, per document).
+        changing = mongomock_keys.update_changes(collection)
         for index in collection._store.indexes.values():
             if not index.get("unique"):
                 continue
             partial = index.get("partialFilterExpression")
+            if changing is not None and _untouched(index, partial, changing):
+                continue
             if partial is not None and not filter_applies(partial, new_data):
                 continue
             values = {}
@@ -137,6 +142,20 @@ def partial_aware_uniques(collection: Any) -> None:
 
     collection._ensure_uniques = ensure_uniques
     collection._partial_aware_uniques = True
+
+
+def _untouched(index: dict, partial: Any, changing: frozenset[str]) -> bool:
+    """Whether none of the fields that place a document in `index` is in `changing`."""
+    if partial is not None and not (
+        isinstance(partial, dict) and all(isinstance(k, str) and k[:1] != "$" for k in partial)
+    ):
+        return False
+    fields = {field for field, _ in index["key"]} | set(partial or ())
+    return not any(
+        field == changed or field.startswith(changed + ".") or changed.startswith(field + ".")
+        for field in fields
+        for changed in changing
+    )
 
 
 _SLOW_UNWIND = mongomock_aggregate._PIPELINE_HANDLERS["$unwind"]

@@ -35,6 +35,8 @@ from botrequests.storage.mongomock_match import kind_of
 _SLOT = "_field_indexes"
 _SCALARS = (str, ObjectId, int, float, bool, datetime)
 _PAUSED = "_field_indexes_paused"
+_ALL = object()  # every index paused
+_CHANGING = "_fields_an_update_changes"
 
 
 class _Unindexable(Exception):
@@ -120,13 +122,15 @@ def _indexes(collection: Collection) -> _Indexes | None:
     fields = _declared(collection)
     if not fields:
         return None
-    if store.__dict__.get(_PAUSED):
-        return None  # an update that may change an indexed field is running
+    if store.__dict__.get(_PAUSED) is _ALL:
+        return None  # an update that may change any indexed field is running
     held = store.__dict__.get(_SLOT)
+    # (The store's dict itself: `len(store)` takes mongomock's lock, once per index.)
+    size = len(store._documents)
     if held is not None and (
         held.fields != fields
-        or len(held.order) != len(store)
-        or any(index.count - index.stale != len(store) for index in held.by_field.values())
+        or len(held.order) != size
+        or any(index.count - index.stale != size for index in held.by_field.values())
     ):
         held = None  # other indexes declared since, or written to some other way: rebuilt
     if held is None:
@@ -137,7 +141,11 @@ def _indexes(collection: Collection) -> _Indexes | None:
 def indexes_field(collection: Collection, field: str) -> bool:
     """Whether `collection` keeps an equality index on `field` now."""
     indexes = _indexes(collection)
-    return indexes is not None and field in indexes.by_field
+    return (
+        indexes is not None
+        and field in indexes.by_field
+        and field not in _paused(collection._store)
+    )
 
 
 def _key_of(document: dict) -> Any:
@@ -182,9 +190,10 @@ def candidates(collection: Collection, query: Any) -> list | None:
     if indexes is None:
         return None
     best: list | None = None
+    paused = _paused(collection._store)
     for field, values in wanted:
         index = indexes.by_field.get(field)
-        if index is None:
+        if index is None or field in paused:
             continue
         if any(isinstance(value, ObjectId) and str(value) in index.ids for value in values):
             continue  # mongomock matches an ObjectId with its text in an array too
@@ -210,26 +219,40 @@ def documents(collection: Collection, query: Any) -> list[dict] | None:
     return [found[key] for key in sorted(found, key=order.__getitem__)]
 
 
-def _safe_update(update: Any, fields: frozenset[str]) -> bool:
-    """Whether an update leaves every indexed field (and `_id`) as it was."""
+def _changed_fields(update: Any, fields: frozenset[str]) -> frozenset[str] | None:
+    """The indexed fields an update may change (empty: none); None when that cannot be
+    told, or it may change `_id`."""
     if not isinstance(update, dict) or not update:
-        return False
+        return None
+    changed_fields: set[str] = set()
     for operator, changes in update.items():
         if not isinstance(operator, str) or not operator.startswith("$"):
-            return False
+            return None
         if not isinstance(changes, dict):
-            return False
+            return None
         for changed in changes:
             if not isinstance(changed, str):
-                return False
+                return None
             for field in (*fields, "_id"):
                 if (
                     changed == field
                     or changed.startswith(field + ".")
                     or field.startswith(changed + ".")
                 ):
-                    return False
-    return True
+                    changed_fields.add(field)
+    return None if "_id" in changed_fields else frozenset(changed_fields)
+
+
+def update_changes(collection: Collection) -> frozenset[str] | None:
+    """While an update runs on `collection`: the only indexed fields it may change (those
+    of the indexes outside them stay as they were); None otherwise, or when not known."""
+    return collection.__dict__.get(_CHANGING)
+
+
+def _paused(store: Any) -> frozenset[str]:
+    """The fields whose indexes an update running now may be changing."""
+    paused = store.__dict__.get(_PAUSED)
+    return paused if isinstance(paused, frozenset) else frozenset()
 
 
 def _install() -> None:
@@ -270,13 +293,34 @@ def _install() -> None:
     def _update(self: Collection, spec: Any, document: Any, *args: Any, **kwargs: Any) -> Any:
         store = self._store
         held = store.__dict__.get(_SLOT)
-        if held is None or _safe_update(document, held.fields):
-            return update(self, spec, document, *args, **kwargs)
+        changing = None if held is None else _changed_fields(document, held.fields)
+        # (An upsert may insert a document: every one of its uniques is checked.)
+        upsert = args[0] if args else kwargs.get("upsert", False)
+        if changing is not None and not upsert:
+            self.__dict__[_CHANGING] = changing
+        try:
+            if held is None or changing == frozenset():
+                return update(self, spec, document, *args, **kwargs)
+            return _paused_update(self, held, changing, spec, document, *args, **kwargs)
+        finally:
+            self.__dict__.pop(_CHANGING, None)
+
+    def _paused_update(
+        self: Collection,
+        held: Any,
+        changing: Any,
+        spec: Any,
+        document: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        store = self._store
         # It may change an indexed field: the documents it may change (read first, with
         # the indexes) are indexed again once it is done, under what they hold then; while
-        # it runs, its own reads (a uniqueness check) scan.
+        # it runs, its own reads (a uniqueness check) do not use the indexes of the fields
+        # it changes (of any, when that cannot be told).
         touched = [_key_of(found) for found in self._iter_documents(spec)]
-        store.__dict__[_PAUSED] = True
+        store.__dict__[_PAUSED] = _ALL if changing is None else changing
         try:
             return update(self, spec, document, *args, **kwargs)
         finally:
