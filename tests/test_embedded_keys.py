@@ -191,3 +191,38 @@ def test_graph_lookup_by_the_indexes_answers_as_mongomock_on_random_threads():
             assert fast == slow, options
             compared += 1
     assert compared == 24
+
+
+async def test_update_of_one_indexed_field_checks_only_what_it_changes(monkeypatch):
+    """A follow-up's `$addToSet` on `relatedRequests` (an indexed field) neither scans for
+    uniqueness nor loses the other indexes; an update that changes a unique key still
+    meets its index."""
+    from pymongo.errors import DuplicateKeyError
+
+    collection = EmbeddedClient(tz_aware=True).get_database("keys").get_collection("linked")
+    await collection.create_index([("relatedRequests", 1)])
+    await collection.create_index(
+        [("organization", 1), ("requestKey", 1)],
+        unique=True,
+        partialFilterExpression={"requestKey": {"$type": "string"}},
+    )
+    ids = [ObjectId() for _ in range(3000)]
+    await collection.insert_many(
+        [{"_id": i, "organization": 1, "requestKey": f"k{n}"} for n, i in enumerate(ids)]
+    )
+    await collection.find({"requestKey": "k0"}).to_list(length=None)  # the indexes built
+    calls = counting_filters(monkeypatch)
+    for n in range(100):
+        await collection.update_one(
+            {"_id": ids[n]}, {"$addToSet": {"relatedRequests": {"$each": [ids[n + 1]]}}}
+        )
+    assert calls["n"] <= 2 * 100  # each reads its own document, not the 3 000
+    linked = await collection.find({"relatedRequests": ids[5]}).to_list(length=None)
+    assert [doc["_id"] for doc in linked] == [ids[4]]
+    try:
+        await collection.update_one({"_id": ids[1]}, {"$set": {"requestKey": "k0"}})
+    except DuplicateKeyError:
+        pass
+    else:
+        raise AssertionError("a duplicate requestKey was written")
+    assert (await collection.find_one({"_id": ids[1]}))["requestKey"] == "k1"
