@@ -1,7 +1,9 @@
 """The viewer pages end to end: Debian's Chromium driven by Playwright, against
 `botrequests serve` with access control on (the development key it prints)."""
 
+import json
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
+from tests import otlp_export
 from tests.servers import FIXTURES, served
 
 CHROMIUM = "/usr/bin/chromium"
@@ -132,7 +135,12 @@ def populate(api: httpx.Client) -> dict:
             },
         )
     leaf = api.get("/bot-requests", params={"originalRequest": heads[3]["id"], "limit": 1})
+    spans = otlp_conversation()
+    sent = api.post("/v1/traces", content=spans, headers=otlp_export.PROTOBUF)
+    assert sent.status_code == 200, sent.content
+    traced = api.get("/bot-requests", params={"sessionKey": "parcel-7"}).json()["items"]
     return {
+        "traced": sorted(traced, key=lambda r: r["createdAt"]),
         "root": root,
         "child": child,
         "sibling": sibling,
@@ -147,6 +155,24 @@ def populate(api: httpx.Client) -> dict:
         "invoice": invoice,
         "big_leaf": leaf.json()["items"][0],
     }
+
+
+def otlp_conversation() -> bytes:
+    """Two turns of a conversation as an instrumented bot exports them (OTLP protobuf)."""
+    system = {"role": "system", "parts": [{"type": "text", "content": "You track parcels."}]}
+    ask = {"role": "user", "parts": [{"type": "text", "content": "Where is my parcel?"}]}
+    said = {"role": "assistant", "parts": [{"type": "text", "content": "It left this morning."}]}
+    again = {"role": "user", "parts": [{"type": "text", "content": f"{XSS} Saturday?"}]}
+    done = {"role": "assistant", "parts": [{"type": "text", "content": "Saturday works."}]}
+    start = time.time_ns() - 120 * 10**9
+    turns = []
+    exchanges = (([system, ask], said), ([system, ask, said, again], done))
+    for number, (given, answer) in enumerate(exchanges):
+        attributes = otlp_export.chat_attributes(**{"gen_ai.conversation.id": "parcel-7"})
+        attributes["gen_ai.input.messages"] = json.dumps(given)
+        attributes["gen_ai.output.messages"] = json.dumps([answer])
+        turns.append(otlp_export.span(attributes, start_ns=start + number * 10**9))
+    return otlp_export.protobuf(turns, service="Parcel bot")
 
 
 @pytest.fixture(scope="module")
@@ -344,6 +370,23 @@ async def test_ui_conversation_along_the_path_with_branches(page, site):
     await page.goto(f"{site['base']}/ui/requests/{q1['id']}")
     await page.wait_for_selector("#followups:not([hidden])")
     assert "Continues in 2 follow-ups" in await page.inner_text("#followups")
+
+
+async def test_ui_traced_conversation_reads_as_turns(page, site):
+    """Requests recorded from OpenTelemetry spans: each turn shows what the user said in
+    it (not the history resent with it) and the model's answer; markup stays text."""
+    first, second = site["traced"]
+    await page.goto(f"{site['base']}/ui/requests/{second['id']}")
+    await page.wait_for_selector("#turns li.turn")
+    turns = page.locator("#turns li.turn")
+    assert await turns.count() == 4
+    assert await turns.nth(0).locator(".text").inner_text() == "Where is my parcel?"
+    assert await turns.nth(1).locator(".text").inner_text() == "It left this morning."
+    assert await turns.nth(2).locator(".text").inner_text() == f"{XSS} Saturday?"
+    assert await turns.nth(3).locator(".text").inner_text() == "Saturday works."
+    assert await page.locator("#turns img").count() == 0
+    assert "Parcel bot" in await turns.nth(3).inner_text()
+    assert page.dialogs == []
 
 
 async def test_ui_tree_rows_say_what_differs(page, site):

@@ -161,8 +161,19 @@ export function filterLink(name, value, text) {
 
 // The request's answer as text to read: a string, or the text inside a common envelope
 // ({message}, {text}, {content}, {answer}); null when it is structured data.
+// Messages as OpenTelemetry spans record them ([{role, content}], botrequests' shape for
+// `inputs.messages` and `response.messages`); null for anything else.
+function messageList(value) {
+  const ok = Array.isArray(value) && value.every((m) => m && typeof m === "object" && typeof m.role === "string");
+  return ok ? value : null;
+}
+
+const contents = (messages) => messages.map((m) => (typeof m.content === "string" ? m.content : "")).filter(Boolean).join("\n\n");
+
 export function answerText(response) {
   if (typeof response === "string") return response;
+  const said = messageList(response?.messages);
+  if (said && said.length && contents(said)) return contents(said);
   if (response && typeof response === "object" && !Array.isArray(response)) {
     for (const name of ["message", "text", "content", "answer", "output"]) {
       if (typeof response[name] === "string" && Object.keys(response).length <= 2) return response[name];
@@ -173,6 +184,14 @@ export function answerText(response) {
 
 // What the user gave: input values as "name: value", else the prompt.
 export function userText(item) {
+  // A conversation's messages: what was said since the last answer is this turn's.
+  const messages = messageList(item.inputs?.messages);
+  if (messages) {
+    let start = messages.length;
+    while (start > 0 && messages[start - 1].role !== "assistant") start -= 1;
+    const turn = contents(messages.slice(start).filter((m) => m.role !== "system"));
+    if (turn) return turn;
+  }
   const inputs = item.inputs && typeof item.inputs === "object" ? Object.entries(item.inputs) : [];
   if (inputs.length) {
     return inputs.map(([name, value]) => `${name}: ${typeof value === "string" ? value : JSON.stringify(value)}`).join("\n");
