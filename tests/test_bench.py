@@ -129,3 +129,30 @@ def test_growth_smoke_measures_every_row_at_each_size(tmp_path):
         assert cells[3].endswith("×"), row
     region = page.read_text().split("<!-- generated: growth -->\n")[1].split("<!-- end:")[0]
     assert rows[-1] in region
+
+
+def test_otlp_bench_smoke_compares_spans_with_batch_items(tmp_path):
+    """scripts/otlp_bench.py end to end on tiny exports: a figure per path, the ratios of
+    the same run, constant round trips, written into the page's region."""
+    import re
+    import shutil
+
+    import pytest
+
+    if shutil.which("wrk") is None:
+        pytest.skip("needs wrk (apt-get install wrk)")
+    page = tmp_path / "benchmarks.md"
+    page.write_text((ROOT / "docs" / "benchmarks.md").read_text())
+    table = run_script("scripts/otlp_bench.py", "--smoke", "--docs", str(page))
+    rows = [line for line in table.splitlines() if line.startswith("| `POST")]
+    assert len(rows) == 3
+    for row in rows:
+        assert re.search(r"\| [\d,]+ \| [\d,]+ \|", row), row
+    ratios = re.findall(r"\*\*([\d.]+)×\*\*", table)
+    assert len(ratios) == 2
+    assert all(float(ratio) > 0 for ratio in ratios)
+    trips = re.search(r"(\d+) for 64 spans, (\d+) for 512", table)
+    assert trips is not None
+    assert trips.group(1) == trips.group(2)
+    region = page.read_text().split("<!-- generated: otlp -->\n")[1].split("<!-- end:")[0]
+    assert rows[0] in region
