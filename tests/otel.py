@@ -156,6 +156,9 @@ class ASGIBridge(requests.adapters.BaseAdapter):
         super().__init__()
         self.app, self.loop = app, loop
         self.sent: list[tuple[int, int]] = []  # (status, body bytes) per export
+        # Answers to lose: the app records the export, the exporter is told 503 (a proxy's
+        # timeout after the write), and retries the same export.
+        self.lose_answers = 0
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         async def call() -> httpx.Response:
@@ -172,6 +175,9 @@ class ASGIBridge(requests.adapters.BaseAdapter):
         self.sent.append((answer.status_code, len(request.body or b"")))
         response = requests.Response()
         response.status_code = answer.status_code
+        if self.lose_answers:
+            self.lose_answers -= 1
+            response.status_code = 503
         response.headers.update(answer.headers)
         response._content = answer.content
         response.url = request.url or ""
