@@ -169,7 +169,9 @@ async def receive(
     for record in records:
         bot = named if named is not None else bots[record.service]
         record.body["bot"] = str(bot.id)
-        if bot.inputs is not None:  # a bot with input definitions: the prompt says it all
+        # A bot that keeps input definitions (one made through the API, even with none)
+        # checks `inputs` against them: the prompt says it all.
+        if bot.inputs is not None:
             record.body.pop("inputs", None)
     records.sort(key=lambda r: (r.start_ns, r.body["requestKey"]))
     follows = await _thread(records, organization)
