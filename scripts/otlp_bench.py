@@ -7,7 +7,8 @@
 One `botrequests serve` (the durable default, one worker, access control off, logs at
 warning). `wrk` (one thread, 8 connections) posts, for `--seconds` each, in turn and
 twice over: OTLP/HTTP protobuf exports of 512 model-call spans (the SDK's default
-`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`) to `POST /v1/traces`, and `POST /bot-requests/batch` of
+`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`) to `POST /v1/traces`, without a conversation id and as
+conversations, and `POST /bot-requests/batch` of
 512 items, each item the very request a span of the same shape becomes (the receiver's own
 mapping made them, `requestKey` included), and batches of those items with each turn but
 a conversation's first naming a stored request as its original (the attaching work the
@@ -46,19 +47,21 @@ TURNS = 8
 MOST_PER_SECOND = 4_000
 
 
-def exports(count: int, size: int, tag: str) -> list[bytes]:
-    """`count` distinct protobuf exports of `size` model-call spans."""
+def exports(count: int, size: int, tag: str, threaded: bool = True) -> list[bytes]:
+    """`count` distinct protobuf exports of `size` model-call spans (conversations of
+    TURNS turns, or with `threaded` false no conversation id: each its own request)."""
     start = time.time_ns() - 3600 * 10**9
     made = []
     for number in range(count):
         spans = []
         for index in range(size):
-            conversation = f"{tag}-{number}-{index // TURNS}"
             attributes = chat_attributes(
                 f"Where is my order {number}-{index}? It was due on Monday.",
                 "Your order left the warehouse this morning and arrives tomorrow.",
-                **{"gen_ai.conversation.id": conversation, "gen_ai.request.temperature": 0.2},
+                **{"gen_ai.request.temperature": 0.2},
             )
+            if threaded:
+                attributes["gen_ai.conversation.id"] = f"{tag}-{number}-{index // TURNS}"
             spans.append(span(attributes, start_ns=start + index * 1_000_000))
         made.append(protobuf(spans))
     return made
@@ -146,7 +149,7 @@ def seeded(base: str, export: bytes, bot: str, count: int) -> list[str]:
     return [item["id"] for item in answer.json()["items"]]
 
 
-KINDS = ("otlp", "batch", "follow")
+KINDS = ("plain", "batch", "otlp", "follow")
 
 
 def measure(seconds: float, rounds: int, spans: int = SPANS) -> dict:
@@ -167,8 +170,10 @@ def measure(seconds: float, rounds: int, spans: int = SPANS) -> dict:
             bots = httpx.get(f"{site.base}/bots").json()["items"]
             bot = next(found["id"] for found in bots if found["slug"] == "support-bot")
             made = exports(4 * most, spans, "bench")
+            alone = exports(most, spans, "alone", threaded=False)
             followers = spans - spans // TURNS
             bodies = {
+                "plain": alone,
                 "otlp": made[:most],
                 "batch": [batch_items(e, bot) for e in made[most : 2 * most]],
                 "follow": [
@@ -184,6 +189,7 @@ def measure(seconds: float, rounds: int, spans: int = SPANS) -> dict:
                     path.write_bytes(body)
                     paths[kind].append(path)
             targets = {
+                "plain": (f"{site.base}/v1/traces", decode.PROTOBUF),
                 "otlp": (f"{site.base}/v1/traces", decode.PROTOBUF),
                 "batch": (f"{site.base}/bot-requests/batch", decode.JSON),
                 "follow": (f"{site.base}/bot-requests/batch", decode.JSON),
@@ -206,6 +212,7 @@ def table(results: dict) -> str:
     spans = results["spans"]
     median = {kind: statistics.median(results[kind]) for kind in KINDS}
     labels = {
+        "plain": f"`POST /v1/traces`, exports of {spans} spans, no conversation id",
         "otlp": f"`POST /v1/traces`, exports of {spans} spans (threaded: "
         f"{spans - spans // TURNS} follow-ups)",
         "batch": f"`POST /bot-requests/batch`, {spans} items",
@@ -214,7 +221,7 @@ def table(results: dict) -> str:
     }
     rows = ["| path | records/s (median) | each run | body |", "|---|---|---|---|"]
     for kind in KINDS:
-        kind_of = "protobuf" if kind == "otlp" else "JSON"
+        kind_of = "protobuf" if kind in ("plain", "otlp") else "JSON"
         rows.append(
             f"| {labels[kind]} | {median[kind]:,.0f} | "
             + ", ".join(f"{r:,.0f}" for r in results[kind])
@@ -223,9 +230,11 @@ def table(results: dict) -> str:
     trips = results["trips"]
     rows += [
         "",
-        f"Spans through `/v1/traces` to batch items: **{median['otlp'] / median['batch']:.2f}×** "
-        f"(to batch items that are follow-ups as the spans are: "
-        f"**{median['otlp'] / median['follow']:.2f}×**). Database round trips of one export: "
+        "Spans through `/v1/traces` to batch items of the same requests: "
+        f"**{median['plain'] / median['batch']:.2f}×** without conversations, "
+        f"**{median['otlp'] / median['follow']:.2f}×** as threads (batch items that are "
+        "follow-ups, as the spans are); threaded spans to plain batch items: "
+        f"{median['otlp'] / median['batch']:.2f}×. Database round trips of one export: "
         f"{trips[64]} for 64 spans, {trips[512]} for 512.",
     ]
     return "\n".join(rows)

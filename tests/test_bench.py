@@ -145,7 +145,7 @@ def test_otlp_bench_smoke_compares_spans_with_batch_items(tmp_path):
     page.write_text((ROOT / "docs" / "benchmarks.md").read_text())
     table = run_script("scripts/otlp_bench.py", "--smoke", "--docs", str(page))
     rows = [line for line in table.splitlines() if line.startswith("| `POST")]
-    assert len(rows) == 3
+    assert len(rows) == 4
     for row in rows:
         assert re.search(r"\| [\d,]+ \| [\d,]+ \|", row), row
     ratios = re.findall(r"\*\*([\d.]+)×\*\*", table)
