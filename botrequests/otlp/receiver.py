@@ -24,6 +24,7 @@ from pymongo.errors import BulkWriteError
 
 from botrequests import batch
 from botrequests.auth import scoped
+from botrequests.config import Settings
 from botrequests.documents import Bot, BotRequest, Organization
 from botrequests.errors import (
     Forbidden,
@@ -65,9 +66,9 @@ async def export(
     bot_header: str | None,
     exporter_ip: str | None,
     organization: PydanticObjectId | None,
-    limits: Any,
+    limits: Settings,
 ) -> "Outcome":
-    """An OTLP/HTTP export body (as sent) decoded and recorded. `limits`: the settings."""
+    """An OTLP/HTTP export body (as sent) decoded and recorded, within `limits`."""
     global _in_progress
     if limits.auth_enabled and organization is None:
         raise Forbidden("spans are recorded for an organization: send its API key")
@@ -109,9 +110,6 @@ async def export(
 class Outcome:
     """What became of an export's spans."""
 
-    created: int = 0
-    existing: int = 0
-    not_model_calls: int = 0
     refused: list[str] = field(default_factory=list)  # one reason per refused span
 
     @property
@@ -140,7 +138,6 @@ async def receive(
     """Record the export's model spans; say what was refused and why."""
     outcome = Outcome()
     calls = [span for span in spans if mapping.is_model_call(span.attributes)]
-    outcome.not_model_calls = len(spans) - len(calls)
     if not calls:
         return outcome
     if len(calls) > max_items:
@@ -181,7 +178,6 @@ async def receive(
         created_at=[r.created_at for r in records],
         follows=follows,
     )
-    outcome.created, outcome.existing = answer["created"], answer["existing"]
     for item in answer["items"]:
         if item["status"] == "error":
             span_id = records[item["index"]].body["metadata"]["spanId"]
