@@ -403,3 +403,33 @@ async def test_otlp_span_before_the_retention_refused(client, raw):
     assert "retention" in answer.partial_success.error_message
     (kept,) = await stored(raw)
     assert kept["metadata"]["spanId"] == fresh.span_id.hex()
+
+
+async def test_otlp_tool_calls_kept_in_their_order(client, raw):
+    openinference = span(
+        {
+            "openinference.span.kind": "LLM",
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.tool_calls.1.tool_call.function.name": "refund",
+            "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "lookup",
+            "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{"id":7}',
+        }
+    )
+    openllmetry = span(
+        {
+            "llm.request.type": "chat",
+            "gen_ai.completion.0.role": "assistant",
+            "gen_ai.completion.0.tool_calls.0.name": "lookup",
+            "gen_ai.completion.0.tool_calls.0.arguments": '{"id":8}',
+        },
+        start_ns=time.time_ns() - 30 * 10**9,
+    )
+    answer_of(await post(client, protobuf([openinference, openllmetry])))
+    first, second = await stored(raw)
+    assert first["response"]["messages"][0]["toolCalls"] == [
+        {"name": "lookup", "arguments": '{"id":7}'},
+        {"name": "refund"},
+    ]
+    assert second["response"]["messages"][0]["toolCalls"] == [
+        {"name": "lookup", "arguments": '{"id":8}'}
+    ]

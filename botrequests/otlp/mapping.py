@@ -127,7 +127,7 @@ def _first(attrs: dict[str, Any], names: tuple[str, ...], kind: type) -> Any:
             continue
         if value is TOO_DEEP:
             raise Refused(f"{name} nests too deep")
-        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
             raise Refused(f"{name} must be {_KIND_NAMES[kind]}")
         return value
     return None

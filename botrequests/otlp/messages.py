@@ -158,24 +158,16 @@ def _openinference(by_index: dict[int, dict[str, Any]], prefix: str) -> list[Mes
         content = fields.get("message.content")
         texts = [] if content is None else [_string(content, f"{where}.message.content")]
         parts: dict[int, str] = {}
-        calls: dict[int, dict[str, Any]] = {}
         for rest, value in fields.items():
             found = _OI_TEXT.match(rest)
             if found:
                 parts[int(found.group(1))] = _string(value, f"{where}.{rest}")
-                continue
-            found = _OI_CALL.match(rest)
-            if found:
-                calls.setdefault(int(found.group(1)), {})[found.group(2)] = value
         texts += [parts[n] for n in sorted(parts)]
         message: Message = {
             "role": _role(fields.get("message.role"), f"{where}.message.role"),
             "content": "\n".join(t for t in texts if t),
         }
-        if calls:
-            message["toolCalls"] = [
-                _call(calls[n].get("name"), calls[n].get("arguments")) for n in sorted(calls)
-            ][:MAX_TOOL_CALLS]
+        _add_tool_calls(message, fields, _OI_CALL)
         out.append(message)
     return out
 
@@ -193,17 +185,23 @@ def _openllmetry(by_index: dict[int, dict[str, Any]], prefix: str) -> list[Messa
         reason = fields.get("finish_reason")
         if isinstance(reason, str):
             message["finishReason"] = reason
-        calls: dict[int, dict[str, Any]] = {}
-        for rest, value in fields.items():
-            found = _LL_CALL.match(rest)
-            if found:
-                calls.setdefault(int(found.group(1)), {})[found.group(2)] = value
-        if calls:
-            message["toolCalls"] = [
-                _call(calls[n].get("name"), calls[n].get("arguments")) for n in sorted(calls)
-            ][:MAX_TOOL_CALLS]
+        _add_tool_calls(message, fields, _LL_CALL)
         out.append(message)
     return out
+
+
+def _add_tool_calls(message: Message, fields: dict[str, Any], pattern: re.Pattern) -> None:
+    """`toolCalls` from a message's indexed attributes (`pattern`: number, then `name` or
+    `arguments`), in their order."""
+    calls: dict[int, dict[str, Any]] = {}
+    for rest, value in fields.items():
+        found = pattern.match(rest)
+        if found:
+            calls.setdefault(int(found.group(1)), {})[found.group(2)] = value
+    if calls:
+        message["toolCalls"] = [
+            _call(calls[n].get("name"), calls[n].get("arguments")) for n in sorted(calls)
+        ][:MAX_TOOL_CALLS]
 
 
 # --- values -----------------------------------------------------------------------------
