@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from botrequests import populate
+from botrequests import populate, search, words
 from botrequests.auth import scoped
 from botrequests.botrequest_service import NEWEST_FIRST, after, filter_query
 from botrequests.documents import Bot, BotRequest, Organization, User, reader
@@ -32,7 +32,14 @@ _LOOKUPS = {
 STATS_MAX_GROUPS = 10_000
 
 
-def stats_pipeline(filters: BotRequestFilters, group_by: str) -> list[dict[str, Any]]:
+def stats_pipeline(
+    filters: BotRequestFilters, group_by: str, ids: list[Any] | None = None
+) -> list[dict[str, Any]]:
+    """The stats aggregation; `ids`: a search's matches (search.matching_ids), the only
+    requests counted."""
+    match = filter_query(filters)
+    if ids is not None:
+        match = search.both(match, {"_id": {"$in": ids}})
     key: Any = {
         "day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$createdAt"}},  # UTC dates
         "model": "$usage.model",
@@ -49,7 +56,7 @@ def stats_pipeline(filters: BotRequestFilters, group_by: str) -> list[dict[str, 
 
     latency = once("$usage.latencyMs", None)  # null: left out of the average
     return [
-        {"$match": filter_query(filters)},
+        {"$match": match},
         # Each request's feedback (the service's own collection, joined on the request's
         # id: an index on MongoDB, one built per stage on the embedded backend, so linear
         # in what it reads), kept only where it is of the request's own organization: a
@@ -162,7 +169,9 @@ def _group_key(key: Any, group_by: str, names: dict[Any, dict[str, Any]]) -> Any
 
 
 async def stats(filters: BotRequestFilters, group_by: str) -> dict[str, Any]:
-    groups = await db.aggregate(BotRequest, stats_pipeline(filters, group_by))
+    wanted = filters.words
+    ids = await search.matching_ids(filter_query(filters), wanted) if wanted else None
+    groups = await db.aggregate(BotRequest, stats_pipeline(filters, group_by, ids))
     truncated = len(groups) > STATS_MAX_GROUPS
     groups = groups[:STATS_MAX_GROUPS]
     names = await _group_names(group_by, [group["_id"] for group in groups])
@@ -258,11 +267,17 @@ async def export_batches(
             "try again shortly",
             EXPORT_RETRY_AFTER_S,
         )
+    wanted = filters.words
+    # A search reads the candidates of the backend's index (search.py); words.matches
+    # decides each. A page may then hold fewer than it read, or none: the next follows
+    # the last document read.
     query = filter_query(filters)
+    if wanted:
+        query = search.both(query, await db.search_candidates(BotRequest, wanted))
     seen = {"docs": 0, "bytes": 0}
 
-    async def page(find: dict[str, Any]) -> tuple[list[BotRequest], bool]:
-        """One page, and whether the query may have more after it."""
+    async def page(find: dict[str, Any]) -> tuple[list[BotRequest], bool, tuple | None]:
+        """One page, whether the query may have more after it, and where it stopped."""
         if seen["docs"]:
             # A reply of about a page's bytes: many small documents at once, few large.
             average = max(seen["bytes"] // seen["docs"], 1)
@@ -272,17 +287,20 @@ async def export_batches(
             # Sizes unknown yet: a small first page, so that its one reply cannot hold
             # 16 MiB of large documents (the server's cap per reply).
             limit = batch = EXPORT_FIRST_PAGE
-        docs, size = [], 0
+        docs, size, read, last = [], 0, 0, None
         found = db.iterate_sized(BotRequest, find, NEWEST_FIRST, limit, batch)
         async with aclosing(found) as rows:
             async for raw, nbytes in rows:
-                docs.append(reader(BotRequest).model_validate(raw))
+                read += 1
+                last = (raw.get("createdAt"), raw["_id"])
                 size += nbytes
+                if not wanted or words.matches(raw, wanted):
+                    docs.append(reader(BotRequest).model_validate(raw))
                 if size >= EXPORT_PAGE_BYTES:
                     break
-        seen["docs"] += len(docs)
+        seen["docs"] += read
         seen["bytes"] += size
-        return docs, len(docs) == limit or size >= EXPORT_PAGE_BYTES
+        return docs, read == limit or size >= EXPORT_PAGE_BYTES, last
 
     encode = csv_rows if as_csv else ndjson_lines
     token = _Export()
@@ -297,9 +315,10 @@ async def export_batches(
     async def pages() -> AsyncIterator[bytes]:
         if as_csv:
             yield csv_rows([], header=True)
-        nonlocal docs, more
-        while docs:
-            items = await populate.populate(docs, paths)
+        nonlocal docs, more, last
+        deadline = search.Deadline()
+        while True:
+            items = await populate.populate(docs, paths) if docs else []
             chunk: list[bytes] = []
             size = 0
             for item in items:
@@ -310,15 +329,18 @@ async def export_batches(
                     chunk, size = [], 0
             if chunk:
                 yield b"".join(chunk)
-            if not more:
+            if not more or last is None:
                 return
-            last = docs[-1]
+            if wanted and not docs:
+                deadline.check()  # pages of candidates none of which matched
             items, docs = [], []  # the next page is read without this one held
-            docs, more = await page(after(query, last.createdAt, last.id))
+            docs, more, last = await page(after(query, *last))
+            if docs:
+                deadline = search.Deadline()
 
     _exporting.add(token)
     try:
-        docs, more = await page(query)
+        docs, more, last = await page(query)
     except BaseException:
         _exporting.discard(token)
         raise

@@ -8,8 +8,9 @@ from typing import Any
 from beanie.operators import Inc, Set, Unset
 from bson import ObjectId
 
-from botrequests import cursors, populate
+from botrequests import cursors, populate, search
 from botrequests.auth import scoped
+from botrequests.cursors import NEWEST_FIRST, after
 from botrequests.documents import VERSION_BUMP, BotRequest, reader
 from botrequests.errors import InvalidInput
 from botrequests.records import update_returning
@@ -74,7 +75,6 @@ _FILTER_FIELDS = (
     "sessionKey",
     "isAggregation",
 )
-NEWEST_FIRST = [("createdAt", -1), ("_id", -1)]
 
 
 def filter_query(filters: BotRequestFilters) -> dict[str, Any]:
@@ -142,29 +142,34 @@ def decode_cursor(cursor: str, query: dict[str, Any]) -> tuple[datetime, ObjectI
     return moment, last_id
 
 
-def after(query: dict[str, Any], moment: datetime, last_id: ObjectId) -> dict[str, Any]:
-    """`query` restricted to what sorts after (createdAt, _id) in newest-first order."""
-    keyset = {
-        "$or": [{"createdAt": {"$lt": moment}}, {"createdAt": moment, "_id": {"$lt": last_id}}]
-    }
-    return {"$and": [query, keyset]} if query else keyset
-
-
 async def page(
     filters: BotRequestFilters, limit: int, cursor: str | None, paths: tuple[str, ...]
 ) -> dict[str, Any]:
     """A newest-first page, keyset-paginated on (createdAt, _id): inserts made while a
     client pages through land before its cursor, so every request is visited once."""
     query = filter_query(filters)
-    find = after(query, *decode_cursor(cursor, query)) if cursor else query
-    # The whole page in one reply (limit + 1 documents): no getMore. Raw documents,
-    # validated by the read twin (no Beanie query builder or document per row).
-    rows = await db.find_raw(
-        BotRequest, find, {}, batch_size=limit + 1, sort=NEWEST_FIRST, limit=limit + 1, timed=True
-    )
+    wanted = filters.words
+    # A search's words are part of what a cursor was made for.
+    keyed = {**query, "$search": wanted} if wanted else query
+    find = after(query, *decode_cursor(cursor, keyed)) if cursor else query
+    if wanted:
+        rows = await search.matching(find, wanted, limit + 1)
+    else:
+        # The whole page in one reply (limit + 1 documents): no getMore. Raw documents,
+        # validated by the read twin (no Beanie query builder or document per row).
+        rows = await db.find_raw(
+            BotRequest, find, {}, batch_size=limit + 1, sort=NEWEST_FIRST, limit=limit + 1,
+            timed=True,
+        )  # fmt: skip
     read = reader(BotRequest).model_validate
     docs = [read(row) for row in rows]
     more = len(docs) > limit
     docs = docs[:limit]
     items = await populate.populate(docs, paths)
-    return {"items": items, "next": encode_cursor(docs[-1], query) if more else None}
+    following = encode_cursor(docs[-1], keyed) if more else None
+    answer: dict[str, Any] = {"items": items, "next": following}
+    if wanted:
+        # Beside the records, never among their keys: the words matched (folded), for
+        # highlighting.
+        answer["search"] = {"words": wanted}
+    return answer

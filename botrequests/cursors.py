@@ -13,11 +13,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from bson import ObjectId
 from bson.errors import InvalidId
 
 from botrequests.errors import InvalidInput
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NEWEST_FIRST = [("createdAt", -1), ("_id", -1)]
 _MS = timedelta(milliseconds=1)
 T = TypeVar("T")
 
@@ -47,3 +49,11 @@ def decode(cursor: str, read: Callable[[dict[str, Any]], T], what: str = "cursor
         return read(data)
     except (binascii.Error, ValueError, TypeError, KeyError, OverflowError, InvalidId) as exc:
         raise InvalidInput(["query", "cursor"], f"malformed {what}") from exc
+
+
+def after(query: dict[str, Any], moment: datetime, last_id: ObjectId) -> dict[str, Any]:
+    """`query` restricted to what sorts after (createdAt, _id) in newest-first order."""
+    keyset = {
+        "$or": [{"createdAt": {"$lt": moment}}, {"createdAt": moment, "_id": {"$lt": last_id}}]
+    }
+    return {"$and": [query, keyset]} if query else keyset

@@ -25,6 +25,9 @@ from botrequests.otlp import answers
 log = logging.getLogger("botrequests.errors")
 
 
+SLOW_DETAIL = "the database did not finish this query in time; ask for less (filters, limit)"
+
+
 class ServiceError(Exception):
     status_code = 400
 
@@ -65,6 +68,16 @@ class UnsupportedMediaType(ServiceError):
 
 class Unavailable(ServiceError):
     status_code = 503
+
+
+class QueryTooSlow(ServiceError):
+    """A read of several queries (a search) that ran past QUERY_TIMEOUT_MS, as one query
+    past the server's maxTimeMS does."""
+
+    status_code = 504
+
+    def __init__(self) -> None:
+        super().__init__(SLOW_DETAIL)
 
 
 class TooManyRequests(ServiceError):
@@ -138,8 +151,7 @@ async def _too_slow(request: Request, exc: Exception) -> Response:
     # The server is up; this query took too long (maxTimeMS, or no answer in the
     # socket's time). Not an outage: narrower filters, a smaller page or `limit` help.
     log.warning("query timed out: %s", type(exc).__name__)
-    detail = "the database did not finish this query in time; ask for less (filters, limit)"
-    return _respond(request, {"detail": detail}, 504)
+    return _respond(request, {"detail": SLOW_DETAIL}, 504)
 
 
 def unavailable(problem: str) -> str:

@@ -192,9 +192,14 @@ class BotPage(BaseModel):
     next: str | None = None
 
 
+class SearchWords(BaseModel):
+    words: list[str] = Field(description="the words of `q`, without case or accents")
+
+
 class BotRequestPage(BaseModel):
     items: list[BotRequestPublic]
     next: str | None = None
+    search: SearchWords | None = Field(default=None, description="with `q=` only")
 
 
 class FeedbackSummary(BaseModel):

@@ -21,8 +21,11 @@ from pydantic import (
     JsonValue,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
+
+from botrequests import words as text_words
 
 OBJECT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
 MAX_INT = 2**53  # safe in JSON for every client, and far inside BSON's int64
@@ -393,6 +396,30 @@ class BotRequestFilters(BaseModel):
         max_length=32,
         description="given as `metadata.<key>=<value>` query parameters (each must match)",
     )
+    q: Annotated[str, StringConstraints(max_length=text_words.QUERY_MAX_CHARS)] | None = Field(
+        default=None,
+        description=(
+            "search: requests whose prompt, input values or response hold every word "
+            "(case and accents aside, whole words; punctuation only separates words)"
+        ),
+    )
+
+    @field_validator("q")
+    @classmethod
+    def _search_words(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # an empty search box searches nothing
+        found = text_words.query_words(value)
+        if not found:
+            raise ValueError("holds no word (letters or digits)")
+        if len(found) > text_words.QUERY_MAX_WORDS:
+            raise ValueError(f"at most {text_words.QUERY_MAX_WORDS} different words")
+        return value
+
+    @property
+    def words(self) -> list[str]:
+        """The folded words of `q` (none without it)."""
+        return text_words.query_words(self.q) if self.q else []
 
     @model_validator(mode="before")
     @classmethod

@@ -26,11 +26,14 @@ from botrequests.documents import (
     BotRequest,
     Lease,
 )
-from botrequests.storage import durable, indexes
+from botrequests.storage import durable, indexes, mongomock_words
 from botrequests.storage.roundtrips import count_round_trips as count_round_trips  # re-exported
 from botrequests.storage.roundtrips import listener
 
 log = logging.getLogger("botrequests.db")
+
+# The embedded backend keeps a word index on the requests (search, `q=`).
+mongomock_words.COLLECTIONS.add(BotRequest.Settings.name)
 
 
 def create_client(settings: Settings, purpose: str = "botrequests serve") -> Any:
@@ -142,12 +145,57 @@ async def ensure_indexes(database: Any) -> list[indexes.Decision]:
                 log.info("index %s", decision.line())
             elif decision.action != "present":
                 shortfall.append(decision)
+    search = await _ensure_search_index(database)
+    _limits["text_index"] = search is None
+    if search is not None:
+        shortfall.append(search)
     if shortfall:
         log.warning(
             "indexes not created as wanted (the database's own stay untouched): %s",
             "; ".join(decision.line() for decision in shortfall),
         )
     return shortfall
+
+
+async def _ensure_search_index(database: Any) -> indexes.Decision | None:
+    """The text index that narrows a search on MongoDB (indexes.SEARCH_INDEX_MODEL);
+    None when it is there, else what stands in its way. The embedded backend keeps its own
+    word index (mongomock_words)."""
+    from botrequests.storage import embedded
+
+    name = BotRequest.Settings.name
+    coll = database[name]
+    if embedded.is_embedded(coll):
+        return None
+    decision = indexes.decide_search(name, await coll.index_information())
+    if decision.action == "create":
+        try:
+            await coll.create_indexes([indexes.SEARCH_INDEX_MODEL])
+            return None
+        except OperationFailure as exc:
+            reason = (exc.details or {}).get("errmsg") or str(exc)
+            detail = f"the server refused it: {reason[:200]}"
+            return indexes.Decision(name, decision.name, "missing", detail, decision.cost)
+    return None if decision.action == "present" else decision
+
+
+async def search_candidates(model: type[Document], wanted: list[str]) -> dict[str, Any] | None:
+    """A clause narrowing a search to the documents that may hold every one of `wanted`
+    (folded words), from the backend's index: the embedded word index's ids, or MongoDB's
+    text index (each word a phrase: all must appear). None: no index; every document the
+    other filters leave is a candidate. The caller's check decides (search.py)."""
+    from botrequests.storage import embedded
+
+    coll = collection(model)
+    if embedded.is_embedded(coll):
+        ids = await embedded.run_timed(
+            _limits["query_timeout_ms"], embedded.word_candidates, coll, wanted
+        )
+        return None if ids is None else {"_id": {"$in": ids}}
+    if _limits.get("text_index"):
+        phrases = " ".join(f'"{word}"' for word in wanted)
+        return {"$text": {"$search": phrases, "$diacriticSensitive": False}}
+    return None
 
 
 async def _retire_global_unique_indexes(database: Any) -> None:

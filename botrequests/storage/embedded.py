@@ -189,6 +189,13 @@ def thread_links(collection: Any) -> list[tuple[Any, Any, list]]:
     ]
 
 
+def word_candidates(collection: Any, wanted: list[str]) -> list | None:
+    """The ids of the documents that may hold every word (in the worker; mongomock_keys)."""
+    from botrequests.storage import mongomock_keys
+
+    return mongomock_keys.word_candidates(collection._sync(), wanted)
+
+
 def is_embedded(collection: Any) -> bool:
     return isinstance(collection, _Collection)
 

@@ -101,3 +101,45 @@ def _describe(info: dict[str, Any]) -> str:
     keys = ", ".join(f"{field}: {direction}" for field, direction in _key(info["key"]))
     options = _options(info)
     return "{" + keys + "}" + (f" {options}" if options else "")
+
+
+# Search (`q=`) on MongoDB: a text index over every string of a request (`$**`: the input
+# values and the response have no fixed paths), without a language (no stemming, no stop
+# words: every word as written, as words.py reads them). Its language field is one no
+# record holds: a request with a `language` field of any value would otherwise pick how it
+# is indexed, and an unknown language refuses the insert.
+SEARCH_INDEX = "botrequests_search"
+SEARCH_INDEX_MODEL = IndexModel(
+    [("$**", "text")],
+    name=SEARCH_INDEX,
+    default_language="none",
+    language_override="_botrequestsLanguage",
+)
+SEARCH_COST = (
+    "search (q=) reads every request of the organization that its other filters leave "
+    "(same answers, slower)"
+)
+
+
+def _is_text(info: dict[str, Any]) -> bool:
+    return any(field == "_fts" for field, _ in _key(info.get("key", ())))
+
+
+def decide_search(collection: str, existing: dict[str, dict[str, Any]]) -> Decision:
+    """The text index search uses: present (ours), to create, or missing when the
+    collection already has a text index of its own (MongoDB allows one per collection)
+    or the name is taken."""
+    ours = existing.get(SEARCH_INDEX)
+    if ours is not None and _is_text(ours) and ours.get("default_language") == "none":
+        return Decision(collection, SEARCH_INDEX, "present")
+    others = [name for name, info in existing.items() if _is_text(info) and name != SEARCH_INDEX]
+    if ours is not None or others:
+        taken = ours is not None and not others
+        detail = (
+            f"the name is taken by an index on {_describe(ours)}"
+            if taken and ours is not None and not _is_text(ours)
+            else f"the collection has a text index already ({(others or [SEARCH_INDEX])[0]}); "
+            "MongoDB allows one per collection"
+        )
+        return Decision(collection, SEARCH_INDEX, "missing", detail, SEARCH_COST)
+    return Decision(collection, SEARCH_INDEX, "create", cost=SEARCH_COST)

@@ -30,6 +30,7 @@ from mongomock import helpers
 from mongomock.collection import Collection
 from mongomock.store import CollectionStore
 
+from botrequests.storage import mongomock_words
 from botrequests.storage.mongomock_match import kind_of
 
 _SLOT = "_field_indexes"
@@ -88,6 +89,9 @@ class _Indexes:
             self.order[key] = self.next
             self.next += 1
         for field in fields:
+            if field == mongomock_words.WORDS:
+                self.by_field[field] = mongomock_words.WordIndex(documents)  # type: ignore[assignment]
+                continue
             try:
                 self.by_field[field] = _FieldIndex(field, documents)
             except _Unindexable:
@@ -114,6 +118,8 @@ def _declared(collection: Collection) -> frozenset[str]:
         for field, _ in index.get("key", ()):
             if isinstance(field, str) and field not in ("_id", "createdAt"):
                 fields.add(field)
+    if collection.name in mongomock_words.COLLECTIONS:
+        fields.add(mongomock_words.WORDS)
     return frozenset(fields)
 
 
@@ -206,6 +212,17 @@ def candidates(collection: Collection, query: Any) -> list | None:
     return best
 
 
+def word_candidates(collection: Collection, wanted: list[str]) -> list | None:
+    """The ids of the documents that may hold every word of a search (mongomock_words);
+    None when the collection keeps no word index now (an update of its words runs)."""
+    indexes = _indexes(collection)
+    index = None if indexes is None else indexes.by_field.get(mongomock_words.WORDS)
+    if index is None or mongomock_words.WORDS in _paused(collection._store):
+        return None
+    found = mongomock_words.candidates(index, wanted)  # type: ignore[arg-type]
+    return [key for key in dict.fromkeys(found) if key in indexes.order]  # type: ignore[union-attr]
+
+
 def documents(collection: Collection, query: Any) -> list[dict] | None:
     """The stored documents that may match `query`, in the store's order, once each; None
     when no index applies."""
@@ -233,6 +250,8 @@ def _changed_fields(update: Any, fields: frozenset[str]) -> frozenset[str] | Non
         for changed in changes:
             if not isinstance(changed, str):
                 return None
+            if mongomock_words.WORDS in fields and mongomock_words.changes_words(changed):
+                changed_fields.add(mongomock_words.WORDS)
             for field in (*fields, "_id"):
                 if (
                     changed == field

@@ -112,10 +112,18 @@ def walkable(args: tuple, kwargs: dict) -> dict | None:
     return query if isinstance(query, dict) else ({} if query is None else None)
 
 
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def find(collection: Collection, query: dict, limit: int) -> list[dict]:
     """What `collection.find(query, sort=SORT, limit=limit)` answers, as mongomock answers
     it (copies, dates made aware as the client asks)."""
-    from botrequests.storage.mongomock_fixes import _aware_copy, _copy_field_plain
+    from botrequests.storage.mongomock_fixes import _aware_copy, _copy_field_plain, _ids_named
 
     index = _index(collection)
     if index is None:
@@ -135,6 +143,12 @@ def find(collection: Collection, query: dict, limit: int) -> list[dict]:
     if ids is not None and len(ids) ** 2 < max(limit, 1) * len(keys):
         candidates = mongomock_keys.documents(collection, spec) or []
         matched = sorted((doc for doc in candidates if test(doc)), key=_key, reverse=True)
+        return [copy_one(document) for document in matched[: limit or None]]
+    # The same for the ids a filter names (a search's candidates, from the word index).
+    named = _ids_named(spec)
+    if named is not None and len(named) ** 2 < max(limit, 1) * len(keys):
+        held = {key: stored[key] for key in named if _hashable(key) and key in stored}
+        matched = sorted((doc for doc in held.values() if test(doc)), key=_key, reverse=True)
         return [copy_one(document) for document in matched[: limit or None]]
     upper, lower = _bounds(spec)
     start = len(keys) if upper is None else bisect.bisect_left(keys, upper)

@@ -1,0 +1,100 @@
+"""Search (`q=`): the requests holding every given word, newest first.
+
+Which requests match is decided here, by words.py, on every backend alike: the same
+answers on MongoDB and on the embedded backend for the same data. The backend's index
+only narrows the candidates (db.search_candidates: the embedded word index, or MongoDB's
+text index; none on a server without one, where every request the other filters leave is
+read). Candidates are read newest first in growing chunks until the page is full; the
+whole search stops after QUERY_TIMEOUT_MS (504), each read within it as well.
+"""
+
+import time
+from typing import Any
+
+from botrequests import words
+from botrequests.cursors import NEWEST_FIRST, after
+from botrequests.documents import BotRequest
+from botrequests.errors import InvalidInput, QueryTooSlow
+from botrequests.storage import db
+
+# Candidates read per query when no index narrows them (then they grow twofold per read):
+# a page of 50 among rare matches costs a few reads, not one per page size.
+SCAN_FIRST = 200
+SCAN_MOST = 5_000
+# The searched fields, and what the keyset cursor needs: all a stats search reads.
+_SEARCHED = dict.fromkeys((*words.SEARCHED, "createdAt"), 1)
+# Stats of a search: the matching ids go to the aggregation as one `$in`; past this many
+# the search is narrowed first (16 MiB is a command's most).
+STATS_MOST_MATCHES = 200_000
+
+clock = time.monotonic
+
+
+def both(query: dict[str, Any], clause: dict[str, Any] | None) -> dict[str, Any]:
+    """`query` and `clause`, in one top-level `$and` (where the embedded backend's newest
+    walk reads the bounds of a page)."""
+    if not clause:
+        return query
+    if not query:
+        return clause
+    if set(query) == {"$and"}:
+        return {"$and": [*query["$and"], clause]}
+    return {"$and": [query, clause]}
+
+
+class Deadline:
+    """QUERY_TIMEOUT_MS from now, for reads of several queries."""
+
+    def __init__(self) -> None:
+        self.ends = clock() + db.query_timeout_ms() / 1000
+
+    def check(self) -> None:
+        if clock() > self.ends:
+            raise QueryTooSlow()
+
+
+async def matching(
+    query: dict[str, Any], wanted: list[str], limit: int, projection: dict[str, Any] | None = None
+) -> list[dict]:
+    """Up to `limit` raw documents matching `query` and holding every word, newest first
+    (`query` may carry a keyset cursor)."""
+    deadline = Deadline()
+    clause = await db.search_candidates(BotRequest, wanted)
+    base = both(query, clause)
+    found: list[dict] = []
+    # An index's candidates are nearly all matches: a page's worth is read first.
+    chunk = limit if clause else max(limit, SCAN_FIRST)
+    find = base
+    while True:
+        rows = await db.find_raw(
+            BotRequest,
+            find,
+            projection or {},
+            batch_size=chunk,
+            sort=NEWEST_FIRST,
+            limit=chunk,
+            timed=True,
+        )
+        for row in rows:
+            if words.matches(row, wanted):
+                found.append(row)
+                if len(found) >= limit:
+                    return found
+        if len(rows) < chunk:
+            return found
+        deadline.check()
+        last = rows[-1]
+        find = after(base, last.get("createdAt"), last["_id"])
+        chunk = min(chunk * 2, SCAN_MOST)
+
+
+async def matching_ids(query: dict[str, Any], wanted: list[str]) -> list[Any]:
+    """The ids of every request matching `query` and holding every word (stats)."""
+    rows = await matching(query, wanted, STATS_MOST_MATCHES + 1, _SEARCHED)
+    if len(rows) > STATS_MOST_MATCHES:
+        raise InvalidInput(
+            ["query", "q"],
+            f"the search matches more than {STATS_MOST_MATCHES} requests; narrow it for "
+            "stats (from/to, bot, or more words)",
+        )
+    return [row["_id"] for row in rows]
