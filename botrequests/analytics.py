@@ -205,7 +205,8 @@ async def stats(filters: BotRequestFilters, group_by: str) -> dict[str, Any]:
 
 async def sessions(prefix: str | None, limit: int) -> list[dict[str, Any]]:
     """Session keys that start with `prefix` (escaped: matched as written), most recently
-    active first, with their request counts; this tenant's only. A prefix so that the
+    active first, with their request counts, first and last activity and user (`{name,
+    id}`, read scoped like every read); this tenant's only. A prefix so that the
     sessionKey index answers it."""
     match: dict[str, Any] = {"sessionKey": {"$type": "string"}}
     if prefix:
@@ -218,15 +219,25 @@ async def sessions(prefix: str | None, limit: int) -> list[dict[str, Any]]:
                 "$group": {
                     "_id": "$sessionKey",
                     "requests": {"$sum": 1},
+                    "first": {"$min": "$createdAt"},
                     "last": {"$max": "$createdAt"},
+                    # One user per session as a rule; the same one on every backend.
+                    "user": {"$max": "$createdBy"},
                 }
             },
             {"$sort": {"last": -1, "_id": 1}},
             {"$limit": limit},
         ],
     )
+    names = await _group_names("createdBy", [row.get("user") for row in rows])
     return [
-        {"sessionKey": row["_id"], "requests": row["requests"], "last": plain(row["last"])}
+        {
+            "sessionKey": row["_id"],
+            "requests": row["requests"],
+            "first": plain(row.get("first")),
+            "last": plain(row["last"]),
+            "user": _group_key(row.get("user"), "createdBy", names),
+        }
         for row in rows
     ]
 

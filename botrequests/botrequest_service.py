@@ -8,7 +8,7 @@ from typing import Any
 from beanie.operators import Inc, Set, Unset
 from bson import ObjectId
 
-from botrequests import cursors, populate, search
+from botrequests import cursors, feedback, populate, search
 from botrequests.auth import scoped
 from botrequests.cursors import NEWEST_FIRST, after
 from botrequests.documents import VERSION_BUMP, BotRequest, reader
@@ -143,7 +143,11 @@ def decode_cursor(cursor: str, query: dict[str, Any]) -> tuple[datetime, ObjectI
 
 
 async def page(
-    filters: BotRequestFilters, limit: int, cursor: str | None, paths: tuple[str, ...]
+    filters: BotRequestFilters,
+    limit: int,
+    cursor: str | None,
+    paths: tuple[str, ...],
+    with_feedback: bool = False,
 ) -> dict[str, Any]:
     """A newest-first page, keyset-paginated on (createdAt, _id): inserts made while a
     client pages through land before its cursor, so every request is visited once."""
@@ -172,4 +176,7 @@ async def page(
         # Beside the records, never among their keys: the words matched (folded), for
         # highlighting.
         answer["search"] = {"words": wanted}
+    if with_feedback:
+        scores = await feedback.summaries([doc.id for doc in docs])
+        answer["feedback"] = {str(key): value for key, value in scores.items()}
     return answer

@@ -180,7 +180,11 @@ class UserList(BaseModel):
 class SessionSummary(BaseModel):
     sessionKey: str
     requests: int
+    first: str | None = None
     last: str | None = None
+    user: JsonValue = Field(
+        default=None, description="`{name, id}` of the session's user, its id if gone, or null"
+    )
 
 
 class SessionList(BaseModel):
@@ -192,6 +196,11 @@ class BotPage(BaseModel):
     next: str | None = None
 
 
+class FeedbackSummary(BaseModel):
+    count: int
+    averageScore: float | None = None
+
+
 class SearchWords(BaseModel):
     words: list[str] = Field(description="the words of `q`, without case or accents")
 
@@ -200,11 +209,10 @@ class BotRequestPage(BaseModel):
     items: list[BotRequestPublic]
     next: str | None = None
     search: SearchWords | None = Field(default=None, description="with `q=` only")
-
-
-class FeedbackSummary(BaseModel):
-    count: int
-    averageScore: float | None = None
+    feedback: dict[str, FeedbackSummary] | None = Field(
+        default=None,
+        description="with `feedback=true` only: each item's feedback summary, by id",
+    )
 
 
 class ThreadItem(BaseModel):

@@ -455,6 +455,10 @@ class ListQuery(BotRequestFilters):
     limit: int | None = Field(default=None, ge=1, le=500, description="1-500, default 50")
     cursor: Annotated[str, StringConstraints(max_length=300)] | None = None
     populate: Populate | None = None
+    feedback: bool = Field(
+        default=False,
+        description="true: `feedback` beside `items`, each item's {count, averageScore}",
+    )
 
 
 class StatsQuery(BotRequestFilters):

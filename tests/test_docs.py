@@ -39,6 +39,10 @@ EXPECTED = {
     """{"text": "Hi"}}'""": ['"response":{"text":"Hi"}', '"credits":0'],
     "Your order ships today.": ['"text":"Your order ships today."', '"success":true'],
     'botrequests dump "$DUMP"': ["document(s) written to", "organizations.metadata.json"],
+    "q=Double+CHARGE+refunded": [
+        '"prompt":"I was charged twice, please refund me"',
+        '"search":{"words":["double","charge","refunded"]}',
+    ],
 }
 
 

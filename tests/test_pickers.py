@@ -67,3 +67,32 @@ async def test_find_with_overlong_text_422(client):
     assert (await client.get("/users", params={"limit": 0})).status_code == 422
     long = {"q": "x" * 201}
     assert (await client.get("/bot-requests/sessions", params=long)).status_code == 422
+
+
+async def test_sessions_say_first_and_last_activity_and_user_named_in_scope(client, secured):
+    acme, other = await tenant(client, "Acme"), await tenant(client, "Other")
+    bot = await make(client, acme, "/bots", {"name": "B", "slug": "b"})
+    ada = await make(client, acme, "/users", {"name": "Ada"})
+    made = []
+    for _ in range(3):
+        body = {"bot": bot["id"], "success": True, "response": {}, "createdBy": ada["id"]}
+        made.append(await make(client, acme, "/bot-requests", {**body, "sessionKey": "s-1"}))
+    anonymous = {"bot": bot["id"], "success": True, "response": {}, "sessionKey": "s-2"}
+    await make(client, acme, "/bot-requests", anonymous)
+    other_bot = await make(client, other, "/bots", {"name": "O", "slug": "o"})
+    await make(
+        client,
+        other,
+        "/bot-requests",
+        {"bot": other_bot["id"], "success": True, "response": {}, "sessionKey": "s-3"},
+    )
+    answer = await client.get("/bot-requests/sessions", headers=acme["headers"])
+    assert answer.status_code == 200
+    items = answer.json()["items"]
+    assert [item["sessionKey"] for item in items] == ["s-2", "s-1"]  # not Other's s-3
+    first = items[1]
+    assert first["requests"] == 3
+    assert first["first"] == made[0]["createdAt"]
+    assert first["last"] == made[-1]["createdAt"]
+    assert first["user"] == {"name": "Ada", "id": ada["id"]}
+    assert items[0]["user"] is None

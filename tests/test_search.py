@@ -307,3 +307,15 @@ async def test_list_q_past_query_timeout_504(client, app, monkeypatch):
     answer = await client.get("/bot-requests", params={"q": "needle", "limit": 1})
     assert answer.status_code == 504, answer.text
     assert "did not finish this query in time" in answer.json()["detail"]
+
+
+async def test_list_feedback_true_gives_summaries_beside_the_items(client):
+    ids = await _corpus(client)
+    for score in (1, 0.5):
+        made = await client.post(f"/bot-requests/{ids['cafe']}/feedback", json={"score": score})
+        assert made.status_code == 201
+    page = (await client.get("/bot-requests", params={"feedback": "true"})).json()
+    assert page["feedback"] == {ids["cafe"]: {"count": 2, "averageScore": 0.75}}
+    item = next(item for item in page["items"] if item["id"] == ids["cafe"])
+    assert "feedback" not in item  # beside the record, never among its keys
+    assert "feedback" not in (await client.get("/bot-requests")).json()

@@ -68,7 +68,7 @@ async def list_bot_requests(query: Annotated[ListQuery, Query()], settings: Sett
     """A filtered, newest-first page of bot requests; follow `next` for the next page."""
     paths = populate.parse_paths(query.populate)
     limit = query.limit or settings.page_default_limit
-    return JSON(await service.page(query, limit, query.cursor, paths))
+    return JSON(await service.page(query, limit, query.cursor, paths, query.feedback))
 
 
 @router.get("/stats", response_model=Stats)
