@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -134,6 +135,7 @@ def populate(api: httpx.Client) -> dict:
                 ]
             },
         )
+    support = support_conversation(post)
     leaf = api.get("/bot-requests", params={"originalRequest": heads[3]["id"], "limit": 1})
     spans = otlp_conversation()
     sent = api.post("/v1/traces", content=spans, headers=otlp_export.PROTOBUF)
@@ -154,6 +156,95 @@ def populate(api: httpx.Client) -> dict:
         "q3": q3,
         "invoice": invoice,
         "big_leaf": leaf.json()["items"][0],
+        **support,
+    }
+
+
+LONG_QUESTION = (
+    "Hello, I ordered the blue winter jacket last Tuesday (order 88213) and when I looked at "
+    "my bank statement this morning I saw that my card was hit with a double charge for the "
+    "same amount, 129.90 EUR each. I only placed one order. Can you please check what "
+    "happened and give me a refund for the second charge as soon as possible?"
+)
+
+
+def support_conversation(post) -> dict:
+    """A support conversation as support staff meet it: 15 requests with real input
+    lengths, two branches, usage, tags, metadata, a failure with its error, two follow-ups
+    saying the same, and 7 pieces of feedback with comments (script payloads in every
+    field a search row or the request page shows)."""
+    dana = post("/users", {"name": "Dana"})
+    bot = post(
+        "/bots",
+        {
+            "name": "Support bot",
+            "slug": "support",
+            "inputs": [{"name": "message", "inputType": "textarea"}],
+        },
+    )
+    answers = [
+        "I am sorry about the double charge. I can see order 88213 and two card payments of "
+        "129.90 EUR. I have opened a refund request for the second payment.",
+        "The refund usually reaches your card within 3 to 5 business days.",
+        "Yes, you will receive a confirmation email with the refund reference.",
+        "Your refund reference is RF-55120.",
+    ]
+    made: list[dict] = []
+
+    def say(text: str, answer, parent: dict | None = None, **extra) -> dict:
+        body = {
+            "bot": bot["id"],
+            "createdBy": dana["id"],
+            "success": True,
+            "inputs": {"message": text},
+            "response": answer,
+            "sessionKey": "support-42",
+            "usage": {
+                "model": "gpt-4o",
+                "promptTokens": 900 + 37 * len(made),
+                "completionTokens": 310,
+                "latencyMs": 1834.6,
+                "cost": 0.01234,
+            },
+            "tags": ["billing", "refund"],
+            "metadata": {"tier": "pro", "channel": "web"},
+            **({"originalRequest": parent["id"]} if parent else {}),
+            **extra,
+        }
+        made.append(post("/bot-requests", body))
+        return made[-1]
+
+    root = say(LONG_QUESTION, {"text": answers[0]}, tags=["billing", XSS])
+    twin_a = say("Thanks", {"text": answers[1]}, root)
+    twin_b = say("Thanks", {"text": answers[2]}, root)
+    node = twin_a
+    for i in range(9):
+        node = say(
+            f"{LONG_QUESTION[: 120 + 10 * i]} (follow-up {i + 1})", {"text": answers[3]}, node
+        )
+    failed = say(
+        "Is the refund on its way? " * 8,
+        {"error": {"type": "RateLimitError", "message": "Rate limit reached for gpt-4o"}},
+        node,
+        success=False,
+        usage={"model": XSS, "latencyMs": 95},
+        metadata={"note": XSS},
+    )
+    say("And the confirmation email?", {"text": answers[2]}, twin_b)
+    last = say("Thank you, that is all.", {"text": "You are welcome!"}, twin_b)
+    scores = [(1, "spot on"), (0.5, "fine"), (-1, "not helpful"), (1, XSS), (0.75, None)]
+    scores += [(1, "quick refund"), (1, "clear")]
+    for number, (value, comment) in enumerate(scores):
+        body = {"score": value, "by": dana["id"], **({"comment": comment} if comment else {})}
+        post(f"/bot-requests/{made[number % 3]['id']}/feedback", body)
+    return {
+        "support_root": root,
+        "support_twins": [twin_a, twin_b],
+        "support_deep": node,
+        "support_failed": failed,
+        "support_last": last,
+        "support_all": made,
+        "dana": dana,
     }
 
 
@@ -401,7 +492,8 @@ async def test_ui_tree_rows_say_what_differs(page, site):
     text = await page.inner_text("#tree")
     assert "#1" not in text  # depth is indentation, not a number
     pads = await page.eval_on_selector_all(
-        "#tree li", "r => r.map(x => [x.dataset.depth, parseFloat(x.style.paddingLeft)])"
+        "#tree li",
+        "r => r.map(x => [x.dataset.depth, parseFloat(getComputedStyle(x).paddingLeft)])",
     )
     by_depth = dict(pads)
     assert by_depth["0"] < by_depth["1"] < by_depth["2"]
@@ -525,7 +617,7 @@ async def test_ui_thread_shows_computed_depth_and_feedback_not_the_record_own(br
             assert "feedback -1 (1)" in turns
             assert "(7)" not in turns
             totals = (await tab.inner_text("#totals")).replace("\t", "\n")
-            assert "Feedback\n-1 average of 1" in totals
+            assert "Feedback\n-1 avg · 1 rating" in totals
         finally:
             await context.close()
 
@@ -630,3 +722,166 @@ def test_ui_pages_send_content_security_policy(site):
         response = httpx.get(site["base"] + path)
         assert response.headers["content-security-policy"] == "default-src 'self'"
     assert httpx.get(site["base"] + "/ui/static/vendor/chartjs/chart.umd.min.js").status_code == 200
+
+
+# --- search, sessions, and a thread support staff can read ---------------------------------
+
+
+async def search_for(page, **fields) -> None:
+    for name, value in fields.items():
+        await page.fill(f"#filters [name={name}]", value)
+    await page.click("#filters button[type=submit]")
+    await expect(page.locator("#status")).not_to_have_text("Loading…")
+
+
+async def test_ui_search_words_find_the_conversation_and_are_highlighted(page, site):
+    """From a remembered phrase to the conversation in two steps: the words, then the row."""
+    await search_for(page, q="Double CHARGE refund")
+    assert "q=Double+CHARGE+refund" in page.url
+    rows = page.locator("#results tbody tr")
+    ids = [await rows.nth(i).get_attribute("data-id") for i in range(await rows.count())]
+    assert site["support_root"]["id"] in ids
+    row = page.locator(f"#results tr[data-id='{site['support_root']['id']}']")
+    marks = {m.lower() for m in await row.locator("mark").all_inner_texts()}
+    # The row's excerpts, around the first match, show what they hold of the words.
+    assert {"double", "charge"} <= marks <= {"double", "charge", "refund"}
+    await shot(page, "search-words")
+    await row.locator("td.time a").click()
+    await page.wait_for_url(f"**/ui/requests/{site['support_root']['id']}?q=*")
+    await page.wait_for_selector("#tree li.current")
+    turn_marks = [m.lower() for m in await page.locator("#turns mark").all_inner_texts()]
+    assert {"double", "charge", "refund"} <= set(turn_marks)
+    assert await page.locator("#inputs mark").count() >= 2
+    assert "Highlighted: double, charge, refund" in await page.inner_text("#words-note")
+
+
+async def test_ui_search_rows_show_model_cost_tags_feedback_and_filter(page, site):
+    await search_for(page, tag="billing", model="gpt-4o", metadata="tier=pro, channel=web")
+    assert "metadata.tier=pro" in page.url
+    assert "metadata.channel=web" in page.url
+    rows = page.locator("#results tbody tr")
+    assert await rows.count() == 14  # the support conversation but its failed request
+    root = page.locator(f"#results tr[data-id='{site['support_root']['id']}']")
+    cells = {
+        name: await root.locator(f"td[data-label='{name}']").inner_text()
+        for name in ("Model", "Cost", "Tags", "Feedback")
+    }
+    assert cells["Model"] == "gpt-4o"
+    assert cells["Cost"] == "0.0123"
+    assert "billing" in cells["Tags"]
+    assert XSS in cells["Tags"]  # as text
+    assert cells["Feedback"] == "+1 avg · 3 ratings"
+    # The filters come back from the URL.
+    await page.reload()
+    await page.wait_for_selector("#results tbody tr")
+    assert await page.input_value("#filters [name=metadata]") == "tier=pro, channel=web"
+    assert await page.locator("main img").count() == 0
+    assert page.dialogs == []
+
+
+async def test_ui_sessions_page_lists_sessions_and_opens_one(page, site):
+    await page.goto(f"{site['base']}/ui/sessions")
+    await page.wait_for_selector("#results tbody tr")
+    row = page.locator("#results tr[data-session='support-42']")
+    text = await row.inner_text()
+    assert "Dana" in text
+    assert "15" in text
+    first, last = await row.locator("time").evaluate_all("ts => ts.map(t => t.dateTime)")
+    created = sorted(r["createdAt"] for r in site["support_all"])
+    assert (first, last) == (created[0], created[-1])
+    await shot(page, "sessions")
+    await row.locator("a", has_text="support-42").click()
+    await page.wait_for_url("**/ui?sessionKey=support-42")
+    await page.wait_for_selector("#results tbody tr")
+    assert await page.locator("#results tbody tr").count() == 15
+    await page.goto(f"{site['base']}/ui/sessions?q=chat")
+    await page.wait_for_selector("#results tbody tr")
+    sessions = await page.locator("#results tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.session)"
+    )
+    assert sessions == ["chat-session-1"]
+
+
+@pytest.mark.parametrize("width", [390, 1400, 1920])
+async def test_ui_thread_numbers_readable_at_every_width(browser, site, width):
+    """Every row's time, latency, tokens, credits and feedback are shown whole (never cut
+    or squeezed), with the label given the room left, at phone and desktop widths."""
+    context = await browser.new_context(viewport={"width": width, "height": 1000})
+    tab = await context.new_page()
+    await tab.goto(f"{site['base']}/ui")
+    await tab.evaluate(f"sessionStorage.setItem('botrequests.apiKey', {site['key']!r})")
+    await tab.goto(f"{site['base']}/ui/requests/{site['support_deep']['id']}")
+    await tab.wait_for_selector("#tree li.current")
+    rows = await tab.eval_on_selector_all(
+        "#tree li",
+        """rows => rows.map(row => {
+            const meta = row.querySelector('.meta'), label = row.querySelector('a');
+            const box = meta.getBoundingClientRect();
+            const tree = row.closest('.tree').getBoundingClientRect();
+            return {id: row.dataset.id, text: meta.textContent, width: box.width,
+                    needed: meta.scrollWidth, shown: meta.clientWidth, right: box.right,
+                    treeRight: tree.right, label: label.getBoundingClientRect().width};
+        })""",
+    )
+    assert len(rows) >= 12
+    for row in rows:
+        assert row["needed"] <= row["shown"] + 1, row  # nothing cut
+        assert row["right"] <= row["treeRight"] + 1, row  # inside the tree, not under its edge
+        assert row["width"] > 100, row
+        assert row["label"] > 40, row  # the label keeps room to read
+        assert re.search(r"\b\d+ ms · ", row["text"]), row
+        assert "credit" in row["text"], row
+        if row["id"] != site["support_failed"]["id"]:
+            assert "1835 ms · 1" in row["text"], row  # latency, then tokens
+    if width == 1400:
+        await shot(tab, "thread-numbers")
+    await context.close()
+
+
+async def test_ui_feedback_comments_failure_and_follow_ups_told_apart(page, site):
+    root = site["support_root"]
+    await page.goto(f"{site['base']}/ui/requests/{root['id']}")
+    await page.wait_for_selector("#feedback-items li")
+    items = await page.locator("#feedback-items li").all_inner_texts()
+    assert len(items) == 3
+    assert any(text.startswith("+1 · Dana · ") and "spot on" in text for text in items)
+    assert any(XSS in text for text in items)  # a comment is text
+    titles = await page.locator("#feedback-items time").evaluate_all("ts => ts.map(t => t.title)")
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC", t) for t in titles)
+    totals = (await page.inner_text("#totals")).replace("\t", "\n")
+    assert "Feedback\n+0.61 avg · 7 ratings" in totals
+    links = await page.locator("#followups a").all_inner_texts()
+    assert len(links) == 2
+    assert len(set(links)) == 2  # two follow-ups that both say "Thanks"
+    assert all("Thanks" in link for link in links)
+    await page.goto(f"{site['base']}/ui/requests/{site['support_twins'][1]['id']}")
+    await page.wait_for_selector("#feedback-items li")
+    assert "not helpful" in await page.inner_text("#feedback-items")
+    await page.goto(f"{site['base']}/ui/requests/{site['support_failed']['id']}")
+    await page.wait_for_selector("#tree li.current")
+    banner = await page.inner_text("#failed")
+    assert banner == "This request failed: RateLimitError: Rate limit reached for gpt-4o"
+    assert XSS in await page.inner_text("#facts")  # model and metadata as text
+    await shot(page, "failed")
+    assert await page.locator("main img").count() == 0
+    assert page.dialogs == []
+
+
+async def test_ui_search_page_is_cards_on_a_phone(browser, site):
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    tab = await context.new_page()
+    await tab.goto(f"{site['base']}/ui")
+    await tab.evaluate(f"sessionStorage.setItem('botrequests.apiKey', {site['key']!r})")
+    await tab.goto(f"{site['base']}/ui?q=refund")
+    await tab.wait_for_selector("#results tbody tr")
+    assert await tab.evaluate("document.documentElement.scrollWidth") <= 390
+    table = await tab.locator("#results").bounding_box()
+    assert table["width"] <= 390
+    first = tab.locator("#results tbody tr").first
+    for label in ("Input", "Answer", "Model", "Time"):
+        cell = await first.locator(f"td[data-label='{label}']").bounding_box()
+        assert cell["x"] >= 0, label
+        assert cell["x"] + cell["width"] <= 391, label  # on screen, not off to the side
+    assert await first.locator("td.clip mark").count() >= 1  # in its input or answer
+    await shot(tab, "search-phone")
+    await context.close()

@@ -54,6 +54,12 @@ async def stats_page() -> FileResponse:
     return FileResponse(STATIC / "stats.html")
 
 
+@router.get("/sessions")
+async def sessions_page() -> FileResponse:
+    """Sessions: key, user, requests, first and last activity; each opens its requests."""
+    return FileResponse(STATIC / "sessions.html")
+
+
 @router.get("/requests/{request_id}")
 async def request_page(request_id: str) -> FileResponse:
     """One request and its thread (the page itself says when the id is malformed or

@@ -207,7 +207,7 @@ export function usageFacts(item, feedback) {
   if (usage.latencyMs !== undefined) facts.push(`${Math.round(usage.latencyMs)} ms`);
   if (usage.totalTokens !== undefined) facts.push(`${usage.totalTokens} tokens`);
   if (item.credits !== undefined && item.credits !== null) facts.push(`${item.credits} credit${item.credits === 1 ? "" : "s"}`);
-  if (feedback?.count) facts.push(`feedback ${feedback.averageScore >= 0 ? "+" : ""}${feedback.averageScore} (${feedback.count})`);
+  if (feedback?.count) facts.push(`feedback ${score(feedback.averageScore) || "0"} (${feedback.count})`);
   return facts;
 }
 
@@ -244,4 +244,97 @@ export function picker(input, { search, label, value }) {
       input.value = text;
     },
   };
+}
+
+// --- search words, as the service reads them (botrequests/words.py) ---------------------
+
+// The separators: ASCII punctuation but `_`, white space, dashes, quotation marks, `…`
+// and the like; the rest belongs to words.
+const ASCII_SEPARATORS = "\\x00-\\x2f\\x3a-\\x40\\x5b-\\x5e\\x60\\x7b-\\x7f";
+const OTHER_SEPARATORS = "\\u00a0\\u00a1\\u00a7\\u00ab\\u00b6\\u00b7\\u00bb\\u00bf\\u00d7\\u00f7\\u2000-\\u200a\\u2010-\\u2029\\u202f\\u2030-\\u203e\\u205f\\u3000-\\u3002";
+const WORD = new RegExp(`[^${ASCII_SEPARATORS}${OTHER_SEPARATORS}]+`, "gu");
+
+// A word without case or accents.
+export const fold = (word) => word.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase();
+
+export function searchWords(q) {
+  return [...new Set((q ?? "").match(WORD)?.map(fold) ?? [])];
+}
+
+// `text` as nodes, the words of `words` (folded) in <mark>: text nodes only, never HTML.
+export function highlighted(text, words) {
+  const fragment = document.createDocumentFragment();
+  const wanted = new Set(words ?? []);
+  if (!wanted.size || !text) {
+    fragment.append(text ?? "");
+    return fragment;
+  }
+  let at = 0;
+  for (const match of text.matchAll(WORD)) {
+    if (!wanted.has(fold(match[0]))) continue;
+    if (match.index > at) fragment.append(text.slice(at, match.index));
+    fragment.append(el("mark", { text: match[0] }));
+    at = match.index + match[0].length;
+  }
+  if (at < text.length) fragment.append(text.slice(at));
+  return fragment;
+}
+
+// The words of this page's `?q=`, for pages opened from a search.
+export const pageWords = () => searchWords(new URLSearchParams(location.search).get("q"));
+
+// --- numbers and times for people -------------------------------------------------------
+
+// A time to the second, with the full time (milliseconds, UTC) on hover.
+export function timeEl(iso, text) {
+  if (!iso) return document.createTextNode(text ?? "");
+  return el("time", { datetime: iso, title: `${iso.replace("T", " ").replace("Z", "")} UTC`, text: text ?? when(iso) });
+}
+
+// A score or an average: at most two decimals, a sign for positive ones (scores are often
+// -1 to +1), no trailing zeros.
+export function score(value) {
+  if (value === null || value === undefined || Number.isNaN(Number(value))) return "";
+  const shown = String(Number(Number(value).toFixed(2)));
+  return Number(value) > 0 ? `+${shown}` : shown;
+}
+
+export function feedbackText(summary) {
+  if (!summary?.count) return "";
+  return `${score(summary.averageScore)} avg · ${summary.count} rating${summary.count === 1 ? "" : "s"}`;
+}
+
+// A cost in currency units, to what matters: 0.0021 → "0.0021", 1.5 → "1.50".
+export function cost(value) {
+  if (value === null || value === undefined || value === "") return "";
+  const number = Number(value);
+  if (Number.isNaN(number)) return String(value);
+  return number >= 1 ? number.toFixed(2) : String(Number(number.toPrecision(3)));
+}
+
+// What a failed request says of its failure: the recorded error, else its answer's text.
+export function failureText(item) {
+  const error = item.response?.error;
+  if (error && typeof error === "object") {
+    return [error.type, error.message].filter((part) => typeof part === "string" && part).join(": ");
+  }
+  if (typeof error === "string") return error;
+  return answerText(item.response) ?? "";
+}
+
+// `text` shortened to about `length` characters around its first word of `words` (a
+// search's): a match deep in a long input is shown, with "…" where text is left out.
+export function snippet(value, words, length = 80) {
+  const text = short(value, 100_000);
+  const wanted = new Set(words ?? []);
+  let first = -1;
+  if (wanted.size) {
+    for (const match of text.matchAll(WORD)) {
+      if (wanted.has(fold(match[0]))) { first = match.index; break; }
+    }
+  }
+  if (first < length / 2 || text.length <= length) return short(text, length);
+  const start = Math.max(0, Math.min(first - Math.floor(length / 3), text.length - length + 1));
+  const cut = text.slice(start, start + length - 2);
+  return `…${cut}${start + length - 2 < text.length ? "…" : ""}`;
 }

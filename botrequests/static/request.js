@@ -1,9 +1,12 @@
 import {
-  answerText, api, el, filterLink, isId, refId, refName, requestLink, setupPage, short, status,
-  usageFacts, userText, when,
+  answerText, api, cost, el, failureText, feedbackText, filterLink, highlighted, isId, pageWords,
+  refId, refName, requestLink, score, setupPage, short, status, timeEl, usageFacts, userText, when,
 } from "./common.js";
 
 const id = decodeURIComponent(location.pathname.split("/").pop() || "");
+// Opened from a search: its words are highlighted wherever the request's text is shown.
+const words = pageWords();
+const marked = (text) => highlighted(text, words);
 const pretty = (value) => (value === undefined ? "" : JSON.stringify(value, null, 2));
 const FOLD_CHARS = 1200; // longer answers start folded
 const FOLD_LINES = 24; // JSON answers longer than this start folded
@@ -17,6 +20,13 @@ function showRequest(item) {
   const failed = item.success === false;
   document.getElementById("title").textContent = `${refName(item.bot) || "Request"} · ${when(item.createdAt)} UTC`;
   document.getElementById("failed").hidden = !failed;
+  const failure = failed ? failureText(item) : "";
+  document.getElementById("failure").textContent = failure ? `: ${short(failure, 300)}` : " (success: false).";
+  if (words.length) {
+    const note = document.getElementById("words-note");
+    note.append(`Highlighted: ${words.join(", ")} · `, el("a", { href: location.pathname, text: "clear" }));
+    note.hidden = false;
+  }
   const summary = document.getElementById("summary");
   summary.append(
     el("span", { class: failed ? "no" : "yes", text: failed ? "✗ failed" : "✓ succeeded" }),
@@ -39,7 +49,7 @@ function showRequest(item) {
     fact(facts, "Model", usage.model ?? "");
     fact(facts, "Tokens", `${usage.totalTokens ?? "?"} (prompt ${usage.promptTokens ?? "?"}, completion ${usage.completionTokens ?? "?"})`);
     fact(facts, "Latency", usage.latencyMs !== undefined ? `${usage.latencyMs} ms` : "");
-    fact(facts, "Cost", usage.cost ?? "");
+    fact(facts, "Cost", cost(usage.cost));
   }
   if (item.tags?.length) {
     const tags = el("span");
@@ -50,13 +60,13 @@ function showRequest(item) {
   fact(facts, "Invoice", invoiceText(item.invoice));
   fact(facts, "Session", item.sessionKey ? filterLink("sessionKey", item.sessionKey) : "");
   fact(facts, "IP", item.ip ?? "");
-  fact(facts, "Created", when(item.createdAt));
-  fact(facts, "Updated", when(item.updatedAt));
+  fact(facts, "Created", timeEl(item.createdAt));
+  fact(facts, "Updated", timeEl(item.updatedAt));
   fact(facts, "Id", item.id);
   if (item.originalRequest) fact(facts, "Follows up", requestLink(item.originalRequest, item.originalRequest));
-  document.getElementById("inputs").textContent = pretty(item.inputs ?? {});
-  document.getElementById("prompt").textContent = item.prompt ?? "(no prompt recorded)";
-  document.getElementById("response").textContent = pretty(item.response);
+  document.getElementById("inputs").replaceChildren(marked(pretty(item.inputs ?? {})));
+  document.getElementById("prompt").replaceChildren(marked(item.prompt ?? "(no prompt recorded)"));
+  document.getElementById("response").replaceChildren(marked(pretty(item.response)));
   const images = document.getElementById("images");
   for (const image of item.images ?? []) {
     images.append(el("li", { text: typeof image === "object" ? `${image.fileName} (${image.s3Key})` : image }));
@@ -112,14 +122,14 @@ function index(thread) {
 // --- the conversation: the path to this request read as turns ---------------------------
 
 function folded(text, className) {
-  const body = el("div", { class: className, text });
+  const body = el("div", { class: className }, marked(text));
   if (text.length <= FOLD_CHARS) return body;
-  body.textContent = `${text.slice(0, FOLD_CHARS)}…`;
+  body.replaceChildren(marked(`${text.slice(0, FOLD_CHARS)}…`));
   const toggle = el("button", { type: "button", class: "link fold", text: `Show all (${text.length} characters)` });
   let open = false;
   toggle.addEventListener("click", () => {
     open = !open;
-    body.textContent = open ? text : `${text.slice(0, FOLD_CHARS)}…`;
+    body.replaceChildren(marked(open ? text : `${text.slice(0, FOLD_CHARS)}…`));
     toggle.textContent = open ? "Show less" : `Show all (${text.length} characters)`;
   });
   return el("div", {}, body, toggle);
@@ -132,7 +142,7 @@ function answerBlock(response) {
   if (empty) return el("div", { class: "muted", text: "(no answer recorded)" });
   const json = pretty(response);
   const lines = json.split("\n").length;
-  const details = el("details", { class: "json" }, el("summary", { text: `JSON answer (${lines} line${lines === 1 ? "" : "s"})` }), el("pre", { text: json }));
+  const details = el("details", { class: "json" }, el("summary", { text: `JSON answer (${lines} line${lines === 1 ? "" : "s"})` }), el("pre", {}, marked(json)));
   if (lines <= FOLD_LINES) details.open = true;
   return details;
 }
@@ -154,11 +164,11 @@ function showConversation(thread, { children, path }) {
     const user = el(
       "li",
       { class: "turn user", "data-id": r.id },
-      el("div", { class: "who" }, el("strong", { text: refName(r.createdBy) || "User" }), ` · ${when(r.createdAt)} UTC `, parentKids.length > 1 ? branchSwitch(node, parentKids) : null),
+      el("div", { class: "who" }, el("strong", { text: refName(r.createdBy) || "User" }), " · ", timeEl(r.createdAt), " UTC ", parentKids.length > 1 ? branchSwitch(node, parentKids) : null),
       folded(userText(r) || "(no input recorded)", "text"),
     );
     if (r.prompt && userText(r) !== r.prompt) {
-      user.append(el("details", { class: "prompt" }, el("summary", { text: "Prompt sent to the model" }), el("pre", { text: r.prompt })));
+      user.append(el("details", { class: "prompt" }, el("summary", { text: "Prompt sent to the model" }), el("pre", {}, marked(r.prompt))));
     }
     const bot = el(
       "li",
@@ -177,7 +187,17 @@ function showConversation(thread, { children, path }) {
   const followups = document.getElementById("followups");
   if (kids.length) {
     followups.append(el("span", { class: "muted", text: `Continues in ${kids.length} follow-up${kids.length === 1 ? "" : "s"}: ` }));
-    for (const kid of kids.slice(0, 20)) followups.append(requestLink(kid.request.id, short(userText(kid.request), 40) || when(kid.request.createdAt)), " ");
+    // Each link says which one it is: its number, its time (to the millisecond when two
+    // share a second) and what was said, so that two alike read apart.
+    const seconds = kids.map((kid) => when(kid.request.createdAt));
+    kids.slice(0, 20).forEach((kid, at) => {
+      const r = kid.request;
+      const moment = seconds.filter((s) => s === seconds[at]).length > 1 ? (r.createdAt ?? "").slice(11, 23) : seconds[at].slice(11);
+      const said = short(userText(r), 40) || short(answerText(r.response) ?? r.response, 40);
+      const link = requestLink(r.id, `${at + 1}. ${moment}${said ? ` · ${said}` : ""}`);
+      link.title = `${r.createdAt ?? ""} · ${r.success === false ? "failed" : "succeeded"}`;
+      followups.append(link);
+    });
     followups.hidden = false;
   }
   document.getElementById("conversation").hidden = false;
@@ -206,10 +226,10 @@ function showThread(thread, { byId, children, path }) {
   fact(totals, "Failures", String(failures));
   fact(totals, "Credits", String(credits));
   if (sums.totalTokens) fact(totals, "Tokens", String(sums.totalTokens));
-  if (sums.cost) fact(totals, "Cost", String(sums.cost));
-  if (sums.feedback?.count) fact(totals, "Feedback", `${sums.feedback.averageScore} average of ${sums.feedback.count}`);
-  fact(totals, "First (UTC)", when(times[0]));
-  fact(totals, "Last (UTC)", when(times[times.length - 1]));
+  if (sums.cost) fact(totals, "Cost", cost(sums.cost));
+  if (sums.feedback?.count) fact(totals, "Feedback", feedbackText(sums.feedback));
+  fact(totals, "First (UTC)", timeEl(times[0]));
+  fact(totals, "Last (UTC)", timeEl(times[times.length - 1]));
 
   const notes = [];
   if (thread.more) notes.push(`Truncated: only the first ${requests.length} requests of this thread are shown.`);
@@ -241,7 +261,8 @@ function showThread(thread, { byId, children, path }) {
     const kids = children.get(r.id) ?? [];
     const failed = r.success === false;
     const item = el("li", { "data-id": r.id, "data-depth": String(node.depth), class: failed ? "failed" : "" });
-    item.style.paddingLeft = `${Math.min(node.depth, 40) * 1.1 + 0.4}em`;
+    // Indentation is capped at a third of the row, so that deep rows keep room to read.
+    item.style.paddingLeft = `min(${Math.min(node.depth, 40) * 1.1 + 0.4}em, 33%)`;
     if (r.id === id) { item.classList.add("current"); item.setAttribute("aria-current", "true"); }
     if (kids.length) {
       const open = expanded.has(r.id);
@@ -254,12 +275,41 @@ function showThread(thread, { byId, children, path }) {
     item.append(
       el("span", { class: failed ? "no" : "yes", text: failed ? "✗" : "✓" }),
       requestLink(r.id, rowLabel(r) || r.id),
-      el("span", { class: "meta", text: [when(r.createdAt).slice(5, 16), ...usageFacts(r, node.feedback)].join(" · ") }),
+      // Each fact whole (no break inside); the facts wrap between them when narrow.
+      el("span", { class: "meta" }, el("span", {}, timeEl(r.createdAt, when(r.createdAt).slice(5, 16))), ...usageFacts(r, node.feedback).flatMap((f) => [" · ", el("span", { text: f })])),
     );
     return item;
   }
   draw();
   document.getElementById("thread").hidden = false;
+}
+
+// Feedback on this request: score, who gave it, when, and the comment (as text).
+async function showFeedback() {
+  const { items } = await api(`/bot-requests/${id}/feedback`);
+  if (!items.length) return;
+  const people = new Map();
+  await Promise.all([...new Set(items.map((f) => f.by).filter(isId))].map(async (user) => {
+    try {
+      people.set(user, (await api(`/users/${user}`)).name ?? user);
+    } catch {
+      people.set(user, user); // gone, or another organization's: its id
+    }
+  }));
+  const list = document.getElementById("feedback-items");
+  for (const given of items) {
+    list.append(el(
+      "li",
+      { "data-id": given.id },
+      el("span", { class: "score", text: score(given.score) || "0" }),
+      " · ", given.by ? filterLink("createdBy", given.by, people.get(given.by)) : el("span", { class: "muted", text: "anonymous" }),
+      " · ", timeEl(given.createdAt), " UTC",
+      given.comment ? el("div", { class: "comment" }, marked(given.comment)) : null,
+    ));
+  }
+  const total = items.reduce((sum, f) => sum + f.score, 0);
+  document.getElementById("feedback-note").textContent = `(${feedbackText({ count: items.length, averageScore: total / items.length })})`;
+  document.getElementById("feedback").hidden = false;
 }
 
 async function main() {
@@ -274,6 +324,7 @@ async function main() {
     status(error.status === 404 ? `No request with id ${id}.` : `Could not load the request: ${error.message}`, true);
     return;
   }
+  showFeedback().catch((error) => status(`Could not load the feedback: ${error.message}`, true));
   try {
     const thread = await loadThread(id);
     const indexed = index(thread);

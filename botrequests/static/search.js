@@ -1,9 +1,9 @@
 import {
-  answerText, api, el, filterLink, isId, picker, refId, refName, requestLink, setupPage, short,
-  status, usageFacts, userText, when,
+  answerText, api, cost, el, feedbackText, filterLink, highlighted, isId, picker, refId, refName,
+  setupPage, snippet, status, timeEl, usageFacts, userText,
 } from "./common.js";
 
-const FILTERS = ["bot", "createdBy", "sessionKey", "success", "tag", "model", "from", "to", "organization"];
+const FILTERS = ["q", "bot", "createdBy", "sessionKey", "success", "tag", "model", "from", "to", "organization"];
 const form = document.getElementById("filters");
 const rows = document.querySelector("#results tbody");
 const more = document.getElementById("more");
@@ -35,6 +35,10 @@ async function fromUrl() {
     const value = params.get(name) ?? "";
     form.elements[name].value = name === "from" || name === "to" ? value.replace(/Z$/, "") : value;
   }
+  form.elements.metadata.value = [...params]
+    .filter(([name]) => name.startsWith("metadata."))
+    .map(([name, value]) => `${name.slice("metadata.".length)}=${value}`)
+    .join(", ");
   // Ids in the URL are shown by name.
   const named = [["bot", "/bots/", (b) => `${b.name} (${b.slug})`], ["createdBy", "/users/", (u) => `${u.name ?? "(no name)"} · ${u.id.slice(-6)}`]];
   await Promise.all(named.map(async ([name, path, label]) => {
@@ -56,36 +60,61 @@ function query() {
     if ((name === "from" || name === "to") && !value.endsWith("Z")) value = `${value}Z`;
     params.set(name, value);
   }
+  // "tier=pro, retries=2": each pair a `metadata.<key>=<value>` filter.
+  for (const pair of form.elements.metadata.value.split(",")) {
+    const at = pair.indexOf("=");
+    const key = pair.slice(0, at).trim();
+    if (at > 0 && key) params.set(`metadata.${key}`, pair.slice(at + 1).trim());
+  }
   return params;
 }
 
-function row(item) {
+// Each cell says what it is (shown as a label when rows become cards on a phone).
+const cell = (label, attributes, ...children) => el("td", { "data-label": label, ...attributes }, ...children);
+
+function tagLinks(tags) {
+  const list = el("span", { class: "tags" });
+  for (const tag of tags ?? []) list.append(filterLink("tag", tag), " ");
+  return list;
+}
+
+function row(item, words, feedback) {
   const failed = item.success === false;
   const answer = answerText(item.response) ?? item.response;
   const botId = refId(item.bot);
   const userId = refId(item.createdBy);
+  const usage = item.usage ?? {};
+  // The request page highlights the same words.
+  const href = `/ui/requests/${item.id}${words.length ? `?${new URLSearchParams({ q: words.join(" ") })}` : ""}`;
+  const facts = usageFacts(item);
   return el(
     "tr",
     { "data-id": item.id, class: failed ? "failed" : "" },
-    el("td", {}, requestLink(item.id, when(item.createdAt) || item.id)),
-    el("td", {}, filterLink("bot", botId, refName(item.bot))),
-    el("td", {}, filterLink("createdBy", userId, refName(item.createdBy))),
-    el("td", { class: failed ? "no" : "yes", text: failed ? "✗ failed" : "✓" }),
-    el("td", { class: "muted", text: usageFacts(item).join(" · ") }),
-    el("td", { class: "clip", text: short(userText(item), 80) }),
-    el("td", { class: "clip", text: short(answer, 80) }),
+    cell("Time", { class: "time" }, el("a", { href }, timeEl(item.createdAt, null))),
+    cell("Bot", {}, filterLink("bot", botId, refName(item.bot))),
+    cell("User", {}, filterLink("createdBy", userId, refName(item.createdBy))),
+    cell("Status", { class: failed ? "no" : "yes", text: failed ? "✗ failed" : "✓" }),
+    cell("Model", {}, usage.model ? filterLink("model", usage.model) : ""),
+    cell("Usage", { class: "muted facts-inline" }, ...facts.flatMap((f, at) => [at ? " · " : "", el("span", { text: f })])),
+    cell("Cost", { class: "num", text: cost(usage.cost) }),
+    cell("Tags", {}, tagLinks(item.tags)),
+    cell("Feedback", { class: "num facts-inline" }, ...feedbackText(feedback).split(" · ").filter(Boolean).flatMap((f, at) => [at ? " · " : "", el("span", { text: f })])),
+    cell("Input", { class: "clip" }, highlighted(snippet(userText(item), words), words)),
+    cell("Answer", { class: "clip" }, highlighted(snippet(answer, words), words)),
   );
 }
 
 async function load(append) {
   const params = query();
   params.set("limit", "50");
+  params.set("feedback", "true");
   if (append && next) params.set("cursor", next);
   status("Loading…");
   try {
     const page = await api(`/bot-requests?${params}`);
     if (!append) rows.replaceChildren();
-    rows.append(...page.items.map(row));
+    const words = page.search?.words ?? [];
+    rows.append(...page.items.map((item) => row(item, words, page.feedback?.[item.id])));
     next = page.next;
     more.hidden = !next;
     const shown = rows.children.length;
