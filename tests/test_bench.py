@@ -156,3 +156,22 @@ def test_otlp_bench_smoke_compares_spans_with_batch_items(tmp_path):
     assert trips.group(1) == trips.group(2)
     region = page.read_text().split("<!-- generated: otlp -->\n")[1].split("<!-- end:")[0]
     assert rows[0] in region
+
+
+def test_search_bench_smoke_times_each_search_with_and_without_the_index(tmp_path):
+    """scripts/search_bench.py end to end at two small sizes: each search timed with the
+    word index and as a scan, the ratio of the same run, written into the page's region."""
+    import re
+
+    page = tmp_path / "benchmarks.md"
+    page.write_text((ROOT / "docs" / "benchmarks.md").read_text())
+    table = run_script("scripts/search_bench.py", "--smoke", "--docs", str(page))
+    rows = [line for line in table.splitlines() if "page of 50" in line or "stats of" in line]
+    searches = [row for row in rows if "no search" not in row]
+    assert len(searches) == 6
+    for row in searches:
+        pairs = re.findall(r"([\d.]+) ms; scan ([\d.]+) ms \((\d+)×\)", row)
+        assert len(pairs) == 2, row  # one per size
+    assert "ingest, word index kept (items/s)" in table
+    region = page.read_text().split("<!-- generated: search -->\n")[1].split("<!-- end:")[0]
+    assert rows[0] in region

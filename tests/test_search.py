@@ -2,12 +2,16 @@
 aside, whole words, nothing in `q` an operator, another organization's matches never."""
 
 import json
+import random
+from datetime import datetime
 
 import pytest
+from bson import ObjectId
 
 from botrequests import search, words
 from botrequests.storage import db
 from tests.factories import seed_world
+from tests.setup_writes import insert_all
 from tests.test_access import ADMIN, tenant
 
 # (prompt, inputs, response) of each request, and a name to find it by.
@@ -198,7 +202,7 @@ async def test_list_q_follows_a_patched_response_and_a_deletion(client, raw):
     assert await _found(client, "zebra") == ["cafe"]
     assert await _found(client, "voila") == []
     assert await _found(client, "cafe") == ["cafe"]  # the prompt still holds it
-    await raw.botrequests.delete_one({"_id": __import__("bson").ObjectId(ids["cafe"])})
+    await raw.botrequests.delete_one({"_id": ObjectId(ids["cafe"])})
     assert await _found(client, "zebra") == []
 
 
@@ -319,3 +323,58 @@ async def test_list_feedback_true_gives_summaries_beside_the_items(client):
     item = next(item for item in page["items"] if item["id"] == ids["cafe"])
     assert "feedback" not in item  # beside the record, never among its keys
     assert "feedback" not in (await client.get("/bot-requests")).json()
+
+
+# Words of a random corpus: accents, case, punctuation and symbols around them.
+VOCABULARY = ["Refund", "refund", "réfund", "CAFÉ", "cafe", "naïve", "charge", "double", "5€"]
+VOCABULARY += ["foo_bar", "a.b", "(x)", "$where", "don’t", "—", "…", "x" * 30, "Zoë", "zoe"]
+
+
+async def test_search_answers_what_a_plain_scan_answers_on_random_data(client, raw):
+    """300 requests of random words stored as another application would (raw inserts, some
+    fields missing or odd), then 40 random searches paged 7 at a time, some with another
+    filter: every page is what checking each stored request in Python finds, in order."""
+    rng = random.Random(33)
+    world = await seed_world(client)
+    org, bot = ObjectId(world["org"]["id"]), ObjectId(world["bot"]["id"])
+
+    def text() -> str:
+        return " ".join(rng.choice(VOCABULARY) for _ in range(rng.randint(0, 4)))
+
+    docs = []
+    for i in range(300):
+        doc = {"_id": ObjectId(), "bot": bot, "success": i % 3 != 0, "organization": org}
+        doc["createdAt"] = datetime(2026, 1, 1 + i % 28, i % 24, i % 60)
+        if rng.random() < 0.8:
+            doc["prompt"] = text()
+        if rng.random() < 0.7:
+            doc["inputs"] = {"a": text(), "b": [text(), {"c": text()}], "n": 5}
+        doc["response"] = rng.choice(
+            [{"text": text()}, text(), [text(), 7], None, {"deep": {"x": [text()]}}]
+        )
+        docs.append(doc)
+    await insert_all(raw.botrequests, docs)
+    newest = sorted(docs, key=lambda d: (d["createdAt"], d["_id"]), reverse=True)
+    for _ in range(40):
+        q = " ".join(rng.choice(VOCABULARY) for _ in range(rng.randint(1, 3)))
+        wanted = words.query_words(q)
+        if not wanted:
+            continue
+        only_failed = rng.random() < 0.3
+        expected = [
+            str(d["_id"])
+            for d in newest
+            if words.matches(d, wanted) and (not only_failed or d["success"] is False)
+        ]
+        found, cursor = [], None
+        while True:
+            params = {"q": q, **({"success": "false"} if only_failed else {})}
+            paging = {"limit": 7, **({"cursor": cursor} if cursor else {})}
+            page = (await client.get("/bot-requests", params={**params, **paging})).json()
+            found += [item["id"] for item in page["items"]]
+            cursor = page["next"]
+            if not cursor:
+                break
+        assert found == expected, q
+        stats = await client.get("/bot-requests/stats", params={**params, "groupBy": "bot"})
+        assert sum(g["requests"] for g in stats.json()["items"]) == len(expected), q
