@@ -9,6 +9,8 @@ whole search stops after QUERY_TIMEOUT_MS (504), each read within it as well.
 """
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from botrequests import words
@@ -21,8 +23,6 @@ from botrequests.storage import db
 # a page of 50 among rare matches costs a few reads, not one per page size.
 SCAN_FIRST = 200
 SCAN_MOST = 5_000
-# The searched fields, and what the keyset cursor needs: all a stats search reads.
-_SEARCHED = dict.fromkeys((*words.SEARCHED, "createdAt"), 1)
 # Stats of a search: the matching ids go to the aggregation as one `$in`; past this many
 # the search is narrowed first (16 MiB is a command's most).
 STATS_MOST_MATCHES = 200_000
@@ -53,48 +53,56 @@ class Deadline:
             raise QueryTooSlow()
 
 
-async def matching(
-    query: dict[str, Any], wanted: list[str], limit: int, projection: dict[str, Any] | None = None
-) -> list[dict]:
-    """Up to `limit` raw documents matching `query` and holding every word, newest first
-    (`query` may carry a keyset cursor)."""
+async def _holding(
+    query: dict[str, Any], wanted: list[str], first: int, page: int | None
+) -> AsyncIterator[dict]:
+    """The raw documents matching `query` and holding every word, newest first (`query`
+    may carry a keyset cursor), read `first` at a time, then more per read up to
+    SCAN_MOST: at most one read's documents are held. `page`: the size of the page wanted
+    (the backend may then judge its index not worth it), None for all matches."""
     deadline = Deadline()
-    clause = await db.search_candidates(BotRequest, wanted)
+    clause = await db.search_candidates(BotRequest, wanted, page)
     base = both(query, clause)
-    found: list[dict] = []
     # An index's candidates are nearly all matches: a page's worth is read first.
-    chunk = limit if clause else max(limit, SCAN_FIRST)
+    chunk = first if clause else max(first, SCAN_FIRST)
     find = base
     while True:
         rows = await db.find_raw(
-            BotRequest,
-            find,
-            projection or {},
-            batch_size=chunk,
-            sort=NEWEST_FIRST,
-            limit=chunk,
-            timed=True,
+            BotRequest, find, {}, batch_size=chunk, sort=NEWEST_FIRST, limit=chunk, timed=True
         )
         for row in rows:
             if words.matches(row, wanted):
-                found.append(row)
-                if len(found) >= limit:
-                    return found
+                yield row
         if len(rows) < chunk:
-            return found
+            return
         deadline.check()
         last = rows[-1]
         find = after(base, last.get("createdAt"), last["_id"])
-        chunk = min(chunk * 2, SCAN_MOST)
+        chunk = min(max(chunk * 2, first), SCAN_MOST)
+
+
+async def matching(query: dict[str, Any], wanted: list[str], limit: int) -> list[dict]:
+    """Up to `limit` raw documents matching `query` and holding every word, newest first."""
+    found: list[dict] = []
+    async with aclosing(_holding(query, wanted, limit, limit)) as rows:
+        async for row in rows:
+            found.append(row)
+            if len(found) >= limit:
+                break
+    return found
 
 
 async def matching_ids(query: dict[str, Any], wanted: list[str]) -> list[Any]:
-    """The ids of every request matching `query` and holding every word (stats)."""
-    rows = await matching(query, wanted, STATS_MOST_MATCHES + 1, _SEARCHED)
-    if len(rows) > STATS_MOST_MATCHES:
-        raise InvalidInput(
-            ["query", "q"],
-            f"the search matches more than {STATS_MOST_MATCHES} requests; narrow it for "
-            "stats (from/to, bot, or more words)",
-        )
-    return [row["_id"] for row in rows]
+    """The ids of every request matching `query` and holding every word (stats), read a
+    few thousand documents at a time."""
+    ids: list[Any] = []
+    async with aclosing(_holding(query, wanted, SCAN_MOST, None)) as rows:
+        async for row in rows:
+            ids.append(row["_id"])
+            if len(ids) > STATS_MOST_MATCHES:
+                raise InvalidInput(
+                    ["query", "q"],
+                    f"the search matches more than {STATS_MOST_MATCHES} requests; narrow it "
+                    "for stats (from/to, bot, or more words)",
+                )
+    return ids

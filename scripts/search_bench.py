@@ -1,5 +1,5 @@
-"""Search (`q=`) on the embedded backend: with its word index, and without one (the scan a
-server without a text index makes), on the same data in one run.
+"""Search (`q=`) on the embedded backend: with its word index, and without one (the path
+search takes on a server without a text index), on the same data in one run.
 
     python scripts/search_bench.py                   # 10 000 and 100 000 requests
     python scripts/search_bench.py --docs            # also writes docs/benchmarks.md
@@ -12,7 +12,8 @@ marks 0.1 %, 1 % or 10 % of them. Then the median of 5 calls after one more: the
 page of 50 of a search for a word of each share, of two words (1 % and 10 %), of a word
 with a bot filter, and stats of the 1 % word; each with the word index, then with search
 told there is none (`db.search_candidates` answering None: every request read, newest
-first, in growing reads, and checked). Also the first search after the index is dropped
+first, in growing reads, and checked). A page of a word so common that naming its
+requests costs more than walking to them is served by the walk either way. Also the first search after the index is dropped
 (it is built then), and batch ingest with and without the word index kept.
 """
 

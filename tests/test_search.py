@@ -378,3 +378,29 @@ async def test_search_answers_what_a_plain_scan_answers_on_random_data(client, r
         assert found == expected, q
         stats = await client.get("/bot-requests/stats", params={**params, "groupBy": "bot"})
         assert sum(g["requests"] for g in stats.json()["items"]) == len(expected), q
+
+
+async def test_word_index_built_by_the_first_search_only_then_kept(client, app):
+    """No other query pays for the embedded word index: a filtered page leaves it unbuilt;
+    the first search builds it; a write after is found through it."""
+    if not app.state.settings.embedded:
+        pytest.skip("the embedded backend's word index")
+    from botrequests.documents import BotRequest
+    from botrequests.storage import mongomock_keys
+
+    await _corpus(client)
+    store = db.collection(BotRequest)._sync()
+    bot = (await client.get("/bot-requests", params={"limit": 1})).json()["items"][0]["bot"]
+    assert (await client.get("/bot-requests", params={"bot": bot["id"]})).status_code == 200
+    held = mongomock_keys._indexes(store)
+    assert held is not None
+    assert held.words is None
+    assert await _found(client, "voila") == ["cafe"]
+    assert held.words is not None
+    made = await client.post(
+        "/bot-requests",
+        json={"bot": bot["id"], "success": True, "prompt": "zebra crossing", "response": {}},
+    )
+    assert mongomock_keys._indexes(store).words is held.words  # kept, not rebuilt
+    answer = await client.get("/bot-requests", params={"q": "ZEBRA"})
+    assert [item["id"] for item in answer.json()["items"]] == [made.json()["id"]]

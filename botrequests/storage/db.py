@@ -179,17 +179,21 @@ async def _ensure_search_index(database: Any) -> indexes.Decision | None:
     return None if decision.action == "present" else decision
 
 
-async def search_candidates(model: type[Document], wanted: list[str]) -> dict[str, Any] | None:
+async def search_candidates(
+    model: type[Document], wanted: list[str], page: int | None = None
+) -> dict[str, Any] | None:
     """A clause narrowing a search to the documents that may hold every one of `wanted`
     (folded words), from the backend's index: the embedded word index's ids, or MongoDB's
-    text index (each word a phrase: all must appear). None: no index; every document the
-    other filters leave is a candidate. The caller's check decides (search.py)."""
+    text index (each word a phrase: all must appear). None: no index, or (for a `page` of
+    that size) one whose candidates cost more to name than a walk costs to find the page;
+    every document the other filters leave is a candidate. The caller's check decides
+    (search.py)."""
     from botrequests.storage import embedded
 
     coll = collection(model)
     if embedded.is_embedded(coll):
         ids = await embedded.run_timed(
-            _limits["query_timeout_ms"], embedded.word_candidates, coll, wanted
+            _limits["query_timeout_ms"], embedded.word_candidates, coll, wanted, page
         )
         return None if ids is None else {"_id": {"$in": ids}}
     if _limits.get("text_index"):

@@ -189,11 +189,11 @@ def thread_links(collection: Any) -> list[tuple[Any, Any, list]]:
     ]
 
 
-def word_candidates(collection: Any, wanted: list[str]) -> list | None:
+def word_candidates(collection: Any, wanted: list[str], page: int | None) -> list | None:
     """The ids of the documents that may hold every word (in the worker; mongomock_keys)."""
     from botrequests.storage import mongomock_keys
 
-    return mongomock_keys.word_candidates(collection._sync(), wanted)
+    return mongomock_keys.word_candidates(collection._sync(), wanted, page)
 
 
 def is_embedded(collection: Any) -> bool:

@@ -88,10 +88,10 @@ class _Indexes:
         for key, _ in documents:
             self.order[key] = self.next
             self.next += 1
-        for field in fields:
-            if field == mongomock_words.WORDS:
-                self.by_field[field] = mongomock_words.WordIndex(documents)  # type: ignore[assignment]
-                continue
+        # The word index is built by the first search that needs it (a scan of every
+        # document's text: no other query pays for it), then kept like the others.
+        self.words: mongomock_words.WordIndex | None = None
+        for field in fields - {mongomock_words.WORDS}:
             try:
                 self.by_field[field] = _FieldIndex(field, documents)
             except _Unindexable:
@@ -103,11 +103,15 @@ class _Indexes:
             self.next += 1
         for index in self.by_field.values():
             index.add(key, document, again)
+        if self.words is not None:
+            self.words.add(key, document, again)
 
     def removed(self, key: Any) -> None:
         self.order.pop(key, None)
         for index in self.by_field.values():
             index.stale += 1
+        if self.words is not None:
+            self.words.stale += 1
 
 
 def _declared(collection: Collection) -> frozenset[str]:
@@ -137,6 +141,7 @@ def _indexes(collection: Collection) -> _Indexes | None:
         held.fields != fields
         or len(held.order) != size
         or any(index.count - index.stale != size for index in held.by_field.values())
+        or (held.words is not None and held.words.count - held.words.stale != size)
     ):
         held = None  # other indexes declared since, or written to some other way: rebuilt
     if held is None:
@@ -212,15 +217,27 @@ def candidates(collection: Collection, query: Any) -> list | None:
     return best
 
 
-def word_candidates(collection: Collection, wanted: list[str]) -> list | None:
+def word_candidates(collection: Collection, wanted: list[str], page: int | None) -> list | None:
     """The ids of the documents that may hold every word of a search (mongomock_words);
-    None when the collection keeps no word index now (an update of its words runs)."""
+    None when the collection keeps no word index now (an update of its words runs), or
+    when, for a `page` of that size, naming its k candidates costs more than walking the
+    n documents newest first to find the page (about n·page/k of them, each copied and
+    its words read: some 15 times what naming one id costs).
+    """
     indexes = _indexes(collection)
-    index = None if indexes is None else indexes.by_field.get(mongomock_words.WORDS)
-    if index is None or mongomock_words.WORDS in _paused(collection._store):
+    if (
+        indexes is None
+        or mongomock_words.WORDS not in indexes.fields
+        or mongomock_words.WORDS in _paused(collection._store)
+    ):
         return None
-    found = mongomock_words.candidates(index, wanted)  # type: ignore[arg-type]
-    return [key for key in dict.fromkeys(found) if key in indexes.order]  # type: ignore[union-attr]
+    if indexes.words is None:
+        indexes.words = mongomock_words.WordIndex(list(collection._store._documents.items()))
+    found = mongomock_words.candidates(indexes.words, wanted)
+    held = indexes.order
+    if page is not None and len(found) ** 2 >= 16 * page * len(held):
+        return None
+    return [key for key in dict.fromkeys(found) if key in held]
 
 
 def documents(collection: Collection, query: Any) -> list[dict] | None:

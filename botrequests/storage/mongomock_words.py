@@ -1,9 +1,10 @@
 """The embedded backend's word index: each folded word of a request's searched fields
 (words.py) to the ids of the requests holding it, for search (`q=`).
 
-It is one of the collection's equality indexes (mongomock_keys keeps it with them, under
-the pseudo-field `WORDS`, where mongomock's store changes): built on the first search after
-a start or a load (linear, once), then kept on every insert, update and delete. An update
+It is kept with the collection's equality indexes (mongomock_keys, where mongomock's store
+changes; `WORDS` names it among their fields): built by the first search after a start
+or a load (linear, once; no other query pays for it), then kept on every insert, update
+and delete. An update
 of a searched field indexes the document again under its new words; its old words stay
 until the next rebuild — candidates the search's own check drops (search.py), so the index
 only has to miss nothing.
