@@ -13,8 +13,9 @@ page of 50 of a search for a word of each share, of two words (1 % and 10 %), of
 with a bot filter, and stats of the 1 % word; each with the word index, then with search
 told there is none (`db.search_candidates` answering None: every request read, newest
 first, in growing reads, and checked). A page of a word so common that naming its
-requests costs more than walking to them is served by the walk either way. Also the first search after the index is dropped
-(it is built then), and batch ingest with and without the word index kept.
+requests costs more than walking to them is served by the walk either way. Also the first
+search after the index is dropped (it is built then), and batch ingest with and without
+the word index kept.
 """
 
 import argparse
