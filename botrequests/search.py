@@ -54,12 +54,14 @@ class Deadline:
 
 
 async def _holding(
-    query: dict[str, Any], wanted: list[str], first: int, page: int | None
+    query: dict[str, Any], wanted: list[str], first: int, page: int
 ) -> AsyncIterator[dict]:
     """The raw documents matching `query` and holding every word, newest first (`query`
     may carry a keyset cursor), read `first` at a time, then more per read up to
-    SCAN_MOST: at most one read's documents are held. `page`: the size of the page wanted
-    (the backend may then judge its index not worth it), None for all matches."""
+    SCAN_MOST: at most one read's documents are held. `page`: how many documents each read
+    holds at most; the backend names candidates only while k² < 16·n·page (k candidates of
+    n), so that naming them in each of the k/page reads costs less than 16 reads of every
+    document: linear in the data either way."""
     deadline = Deadline()
     clause = await db.search_candidates(BotRequest, wanted, page)
     base = both(query, clause)
@@ -96,7 +98,7 @@ async def matching_ids(query: dict[str, Any], wanted: list[str]) -> list[Any]:
     """The ids of every request matching `query` and holding every word (stats), read a
     few thousand documents at a time."""
     ids: list[Any] = []
-    async with aclosing(_holding(query, wanted, SCAN_MOST, None)) as rows:
+    async with aclosing(_holding(query, wanted, SCAN_MOST, SCAN_MOST)) as rows:
         async for row in rows:
             ids.append(row["_id"])
             if len(ids) > STATS_MOST_MATCHES:

@@ -17,9 +17,13 @@ from typing import Any
 # Punctuation and spaces MongoDB's unicode tokenizer treats as delimiters (its Pattern_Syntax,
 # Quotation_Mark, Dash, Terminal_Punctuation and White_Space code points), those common in
 # text; the rest of a word's neighbours join it on both sides alike.
-_ASCII = "".join(chr(c) for c in range(0x80) if not (chr(c).isalnum() or chr(c) == "_"))
+# ASCII: white space (tab to carriage return, space) and Pattern_Syntax (all punctuation
+# but `_`); control characters are not MongoDB delimiters, so not separators either.
+_ASCII = "\t\n\x0b\x0c\r " + "".join(
+    chr(c) for c in range(0x21, 0x7F) if not (chr(c).isalnum() or chr(c) == "_")
+)
 _OTHER = (
-    "\u00a0\u00a1\u00a7\u00ab\u00b6\u00b7\u00bb\u00bf\u00d7\u00f7"
+    "\u00a0\u00a1\u00a7\u00ab\u00b6\u00bb\u00bf\u00d7\u00f7"
     + "".join(chr(c) for c in range(0x2000, 0x200B))  # spaces
     + "".join(chr(c) for c in range(0x2010, 0x2028))  # dashes, quotes, bullets, …
     + "\u2028\u2029\u202f\u205f\u3000\u3001\u3002"

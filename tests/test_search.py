@@ -405,3 +405,12 @@ async def test_word_index_built_by_the_first_search_only_then_kept(client, app):
     assert mongomock_keys._indexes(store).words is held.words  # kept, not rebuilt
     answer = await client.get("/bot-requests", params={"q": "ZEBRA"})
     assert [item["id"] for item in answer.json()["items"]] == [made.json()["id"]]
+
+
+def test_words_split_only_where_mongodb_text_index_splits():
+    """Separators are a subset of MongoDB's text delimiters (so its index never misses a
+    match): a control character, a middle dot, `_` or `€` join a word; white space,
+    ASCII punctuation, dashes, curly quotes and `…` separate."""
+    assert words.split("a\x01b x·y foo_bar 5€") == ["a\x01b", "x·y", "foo_bar", "5€"]
+    assert words.split("a\tb\u00a0c—d“e”f…g,h") == list("abcdefgh")
+    assert words.query_words("Café CAFE café") == ["cafe"]

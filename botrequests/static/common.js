@@ -250,8 +250,8 @@ export function picker(input, { search, label, value }) {
 
 // The separators: ASCII punctuation but `_`, white space, dashes, quotation marks, `…`
 // and the like; the rest belongs to words.
-const ASCII_SEPARATORS = "\\x00-\\x2f\\x3a-\\x40\\x5b-\\x5e\\x60\\x7b-\\x7f";
-const OTHER_SEPARATORS = "\\u00a0\\u00a1\\u00a7\\u00ab\\u00b6\\u00b7\\u00bb\\u00bf\\u00d7\\u00f7\\u2000-\\u200a\\u2010-\\u2029\\u202f\\u2030-\\u203e\\u205f\\u3000-\\u3002";
+const ASCII_SEPARATORS = "\\t\\n\\x0b\\x0c\\r\\x20-\\x2f\\x3a-\\x40\\x5b-\\x5e\\x60\\x7b-\\x7e";
+const OTHER_SEPARATORS = "\\u00a0\\u00a1\\u00a7\\u00ab\\u00b6\\u00bb\\u00bf\\u00d7\\u00f7\\u2000-\\u200a\\u2010-\\u2029\\u202f\\u2030-\\u203e\\u205f\\u3000-\\u3002";
 const WORD = new RegExp(`[^${ASCII_SEPARATORS}${OTHER_SEPARATORS}]+`, "gu");
 
 // A word without case or accents.
