@@ -285,6 +285,11 @@ export const pageWords = () => searchWords(new URLSearchParams(location.search).
 
 // --- numbers and times for people -------------------------------------------------------
 
+// Facts shown as "a · b · c", each kept whole (a line may break only between them).
+export function factSpans(facts) {
+  return facts.flatMap((fact, at) => [at ? " · " : "", el("span", { text: fact })]);
+}
+
 // A time to the second, with the full time (milliseconds, UTC) on hover.
 export function timeEl(iso, text) {
   if (!iso) return document.createTextNode(text ?? "");

@@ -1,5 +1,5 @@
 import {
-  answerText, api, cost, el, failureText, feedbackText, filterLink, highlighted, isId, pageWords,
+  answerText, api, cost, el, factSpans, failureText, feedbackText, filterLink, highlighted, isId, pageWords,
   refId, refName, requestLink, score, setupPage, short, status, timeEl, usageFacts, userText, when,
 } from "./common.js";
 
@@ -276,7 +276,7 @@ function showThread(thread, { byId, children, path }) {
       el("span", { class: failed ? "no" : "yes", text: failed ? "✗" : "✓" }),
       requestLink(r.id, rowLabel(r) || r.id),
       // Each fact whole (no break inside); the facts wrap between them when narrow.
-      el("span", { class: "meta" }, el("span", {}, timeEl(r.createdAt, when(r.createdAt).slice(5, 16))), ...usageFacts(r, node.feedback).flatMap((f) => [" · ", el("span", { text: f })])),
+      el("span", { class: "meta" }, el("span", {}, timeEl(r.createdAt, when(r.createdAt).slice(5, 16))), " · ", ...factSpans(usageFacts(r, node.feedback))),
     );
     return item;
   }

@@ -1,5 +1,5 @@
 import {
-  answerText, api, cost, el, feedbackText, filterLink, highlighted, isId, picker, refId, refName,
+  answerText, api, cost, el, factSpans, feedbackText, filterLink, highlighted, isId, picker, refId, refName,
   setupPage, snippet, status, timeEl, usageFacts, userText,
 } from "./common.js";
 
@@ -95,10 +95,10 @@ function row(item, words, feedback) {
     cell("User", {}, filterLink("createdBy", userId, refName(item.createdBy))),
     cell("Status", { class: failed ? "no" : "yes", text: failed ? "✗ failed" : "✓" }),
     cell("Model", {}, usage.model ? filterLink("model", usage.model) : ""),
-    cell("Usage", { class: "muted facts-inline" }, ...facts.flatMap((f, at) => [at ? " · " : "", el("span", { text: f })])),
+    cell("Usage", { class: "muted facts-inline" }, ...factSpans(facts)),
     cell("Cost", { class: "num", text: cost(usage.cost) }),
     cell("Tags", {}, tagLinks(item.tags)),
-    cell("Feedback", { class: "num facts-inline" }, ...feedbackText(feedback).split(" · ").filter(Boolean).flatMap((f, at) => [at ? " · " : "", el("span", { text: f })])),
+    cell("Feedback", { class: "num facts-inline" }, ...factSpans(feedbackText(feedback).split(" · ").filter(Boolean))),
     cell("Input", { class: "clip" }, highlighted(snippet(userText(item), words), words)),
     cell("Answer", { class: "clip" }, highlighted(snippet(answer, words), words)),
   );

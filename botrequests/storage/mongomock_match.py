@@ -185,8 +185,8 @@ def _operator_test(name: str, argument: Any) -> Callable[[Any], bool] | None:
         # `x in values` for a list tests `==` against each value: a population's `$in` of
         # n ids over n documents was n² ObjectId comparisons. The hashable values in a set
         # answer the same (equal values hash alike); the others are still compared.
-        hashed = {item for item in values if _hashable(item)}
-        others = [item for item in values if not _hashable(item)]
+        hashed = {item for item in values if hashable(item)}
+        others = [item for item in values if not hashable(item)]
 
         def held(item: Any) -> bool:
             try:
@@ -244,7 +244,7 @@ def _operator_test(name: str, argument: Any) -> Callable[[Any], bool] | None:
     return ranged
 
 
-def _hashable(value: Any) -> bool:
+def hashable(value: Any) -> bool:
     try:
         hash(value)
     except TypeError:

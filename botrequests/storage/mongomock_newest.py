@@ -24,7 +24,7 @@ from mongomock.collection import Collection
 from mongomock.helpers import patch_datetime_awareness_in_document
 
 from botrequests.storage import mongomock_deadline, mongomock_keys
-from botrequests.storage.mongomock_match import compile_filter
+from botrequests.storage.mongomock_match import compile_filter, hashable
 
 SORT = [("createdAt", -1), ("_id", -1)]
 _CHECK_EVERY = 256
@@ -112,14 +112,6 @@ def walkable(args: tuple, kwargs: dict) -> dict | None:
     return query if isinstance(query, dict) else ({} if query is None else None)
 
 
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
 def find(collection: Collection, query: dict, limit: int) -> list[dict]:
     """What `collection.find(query, sort=SORT, limit=limit)` answers, as mongomock answers
     it (copies, dates made aware as the client asks)."""
@@ -147,7 +139,7 @@ def find(collection: Collection, query: dict, limit: int) -> list[dict]:
     # The same for the ids a filter names (a search's candidates, from the word index).
     named = _ids_named(spec)
     if named is not None and len(named) ** 2 < max(limit, 1) * len(keys):
-        held = {key: stored[key] for key in named if _hashable(key) and key in stored}
+        held = {key: stored[key] for key in named if hashable(key) and key in stored}
         matched = sorted((doc for doc in held.values() if test(doc)), key=_key, reverse=True)
         return [copy_one(document) for document in matched[: limit or None]]
     upper, lower = _bounds(spec)
