@@ -718,7 +718,7 @@ async def test_ui_api_docs_work_offline_with_examples(browser, site):
 
 
 def test_ui_pages_send_content_security_policy(site):
-    for path in ("/ui", "/ui/requests/x", "/ui/stats", "/ui/static/request.js"):
+    for path in ("/ui", "/ui/requests/x", "/ui/sessions", "/ui/stats", "/ui/static/request.js"):
         response = httpx.get(site["base"] + path)
         assert response.headers["content-security-policy"] == "default-src 'self'"
     assert httpx.get(site["base"] + "/ui/static/vendor/chartjs/chart.umd.min.js").status_code == 200
