@@ -355,3 +355,30 @@ def test_compiled_in_compares_each_value_once_not_with_every_value(monkeypatch):
     assert all(test({"ref": identifier}) for identifier in ids)
     assert not test({"ref": ObjectId()})
     assert calls["n"] <= 2 * len(ids)
+
+
+def test_compiled_stage_source_holds_no_pipeline_value(monkeypatch):
+    """Field names and constants reach the written-out stage functions as bound names,
+    never as text: a name made of quotes, newlines and code is only a name."""
+    from botrequests.storage import mongomock_source
+
+    written: list[str] = []
+    plain = mongomock_source.Source.function
+
+    def kept(self: Any, name: str, arguments: str) -> Any:
+        written.append("\n".join(self.lines))
+        return plain(self, name, arguments)
+
+    monkeypatch.setattr(mongomock_source.Source, "function", kept)
+    odd = "a'\"); raise SystemExit #\n"
+    database = mongomock.MongoClient(tz_aware=True).db
+    database.things.insert_many([{"_id": n, odd: n % 3, "v": n} for n in range(30)])
+    pipeline = [
+        {"$addFields": {"w": {"$cond": [{"$lte": ["$v", 10]}, odd, {"$ifNull": ["$x", 1.5]}]}}},
+        {"$group": {"_id": f"${odd}", "n": {"$sum": "$v"}, "w": {"$first": "$w"}}},
+    ]
+    assert mongomock_pipeline.aggregate(database.things, pipeline) == list(
+        database.things.aggregate(pipeline)
+    )
+    assert len(written) == 2
+    assert all("SystemExit" not in text and "1.5" not in text for text in written)

@@ -42,6 +42,7 @@ from mongomock.helpers import patch_datetime_awareness_in_document
 
 from botrequests.storage import mongomock_deadline, mongomock_lookup
 from botrequests.storage.mongomock_match import compile_filter, kind_of
+from botrequests.storage.mongomock_source import Source
 
 Row = dict[str, Any]
 Expression = Callable[[Row, dict], Any]
@@ -181,7 +182,15 @@ def _lookup(collection: Collection, options: Any) -> Stage:
                 for key in mongomock_lookup.keys_of(document.get(foreign)):
                     index.setdefault(_lookup_key(key), []).append((position, document))
             for row in _rows(rows):
-                keys = mongomock_lookup.keys_of(row.get(local))
+                value = row.get(local)
+                if isinstance(value, ObjectId):  # the service's joins: by one id
+                    found = index.get((ObjectId, value.binary), ())
+                    if len(found) < 2:
+                        yield {**row, into: [document for _, document in found]}
+                        continue
+                    keys = [value]
+                else:
+                    keys = mongomock_lookup.keys_of(value)
                 if len(keys) == 1:  # one value: its matches, in order, once each
                     found = index.get(_lookup_key(keys[0]), ())
                     if len(found) < 2:
@@ -207,24 +216,24 @@ def _lookup_key(value: Any) -> Any:
 def _add_fields(collection: Collection, options: Any, owned: bool = False) -> Stage:
     if not isinstance(options, dict) or not options:
         raise _NotCompiled
-    fields = []
+    source = _source()
+    values = []
     for field, spec in options.items():
         if not isinstance(field, str) or not field or "." in field or field.startswith("$"):
             raise _NotCompiled
-        fields.append((field, _expression(spec, ignore_missing=True)))
-
-    def stage(rows: Iterable[Row]) -> Iterator[Row]:
-        for row in _rows(rows):
-            # Each field computed from the stage's input, then set: on the row itself when
-            # it is this pipeline's own, else on a copy.
-            values = [(field, compute(row, _NO_VARIABLES)) for field, compute in fields]
-            out = row if owned else dict(row)
-            for field, value in values:
-                if value is not MISSING:
-                    out[field] = value
-            yield out
-
-    return stage
+        value = source.temp()
+        source.expression(spec, value, 1, ignore_missing=True)
+        values.append((source.constant(field), value))
+    # Each field computed from the stage's input, then set: on the row itself when it is
+    # this pipeline's own, else on a copy.
+    source.line(1, "out = row" if owned else "out = dict(row)")
+    for field, value in values:
+        source.line(1, f"if {value} is not M:")
+        source.line(2, f"out[{field}] = {value}")
+    source.line(1, "yield out")
+    source.lines[:0] = ["for row in rows:", "    variables = NOVARS"]
+    rows_out = source.function("add_fields", "rows")
+    return lambda rows: rows_out(_rows(rows))
 
 
 def _unwind(collection: Collection, options: Any, owned: bool = False) -> Stage:
@@ -280,7 +289,6 @@ def _group(collection: Collection, options: Any) -> Stage:
     if not isinstance(options, dict) or "_id" not in options:
         raise _NotCompiled
     by = options["_id"]
-    key_of = _expression(by, ignore_missing=True) if by else None
     accumulators = []
     for field, spec in options.items():
         if field == "_id":
@@ -302,44 +310,52 @@ def _group(collection: Collection, options: Any) -> Stage:
             template.append(0)
             reducers.append((field, slot, functools.partial(operator_mul, argument)))
             continue
-        compute = _expression(argument, ignore_missing=False)
         if operator == "$first":
-            plan.append((slot, _FIRST, compute))
+            plan.append((slot, _FIRST, argument))
             template.append(MISSING)
             reducers.append((field, slot, _first))
         else:
-            plan.append((slot, _COLLECT, compute))
+            plan.append((slot, _COLLECT, argument))
             template.append(None)
             lists.append(slot)
             reducers.append((field, slot, _REDUCERS[operator]))
 
     counts = [slot for slot, kind, _ in plan if kind is _COUNT]
-    firsts = [(slot, compute) for slot, kind, compute in plan if kind is _FIRST]
-    collects = [(slot, compute) for slot, kind, compute in plan if kind is _COLLECT]
+
+    # The loop over the rows, written out (mongomock_source): the key, then each slot.
+    source = _source()
+    source.line(0, "for row in rows:")
+    source.line(1, "variables = NOVARS")
+    if by:
+        source.expression(by, "key", 1, ignore_missing=True)
+        source.line(1, "if key is M:")
+        source.line(2, "key = None")
+    else:
+        source.line(1, "key = None")
+    source.line(1, f"hashed = {source.constant(_hashable)}(key)")
+    source.line(1, "group = groups.get(hashed)")
+    source.line(1, "if group is None:")
+    source.line(2, f"group = groups[hashed] = {source.constant(template)}.copy()")
+    source.line(2, "group[0] = key")
+    for slot in lists:
+        source.line(2, f"group[{slot}] = []")
+    for slot in counts:
+        source.line(1, f"group[{slot}] += 1")
+    for slot, _kind, spec in plan:
+        if _kind is _FIRST:
+            source.line(1, f"if group[{slot}] is M:")
+            source.expression(spec, f"group[{slot}]", 2, ignore_missing=False)
+        elif _kind is _COLLECT:
+            value = source.temp()
+            source.expression(spec, value, 1, ignore_missing=False)
+            source.line(1, f"if {value} is not M:")
+            source.line(2, f"group[{slot}].append({value})")
+    accumulate = source.function("accumulate", "rows, groups")
 
     def stage(rows: Iterable[Row]) -> list[Row]:
         groups: dict[Any, list] = {}
-        for row in _rows(rows):
-            key = None if key_of is None else key_of(row, _NO_VARIABLES)
-            if key is MISSING:
-                key = None
-            hashed = _hashable(key)
-            group = groups.get(hashed)
-            if group is None:
-                group = groups[hashed] = template.copy()
-                group[0] = key
-                for slot in lists:
-                    group[slot] = []
-            for slot in counts:
-                group[slot] += 1
-            for slot, compute in firsts:
-                if group[slot] is MISSING:
-                    group[slot] = compute(row, _NO_VARIABLES)
-            for slot, compute in collects:
-                value = compute(row, _NO_VARIABLES)
-                if value is not MISSING:
-                    group[slot].append(value)
-        if key_of is None and not groups:  # mongomock: one group, even of nothing
+        accumulate(_rows(rows), groups)
+        if not by and not groups:  # mongomock: one group, even of nothing
             group = groups[None] = template.copy()
             for slot in lists:
                 group[slot] = []
@@ -365,7 +381,7 @@ def _first(held: Any) -> Any:
 
 
 def _numbers(held: list) -> list:
-    if all(type(value) in _PLAIN_NUMBERS for value in held):
+    if _PLAIN_NUMBERS.issuperset(map(type, held)):
         return held
     if any(isinstance(value, Decimal128) for value in held):
         raise _Unsure
@@ -665,7 +681,7 @@ def _cond(argument: Any, ignore_missing: bool) -> Expression:
     def cond(row: Row, variables: dict) -> Any:
         holds = condition(row, variables)
         # mongodb_to_bool; a missing condition is false
-        if holds is not MISSING and holds not in (False, None, 0):
+        if holds is not MISSING and holds not in _FALSY:
             return then(row, variables)
         return otherwise(row, variables)
 
@@ -731,7 +747,18 @@ def _date_to_string(argument: Any, ignore_missing: bool) -> Expression:
 def _ordered(compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     """`$lt`, `$lte`, `$gt`, `$gte`: mongomock's `bson_compare` across types (by type
     order) of the scalars compiled here."""
-    return lambda first, second: compare(_scalar_order(first), _scalar_order(second))
+
+    def ordered(first: Any, second: Any) -> bool:
+        # Two numbers (not NaN) are in the same rank: compared as they are.
+        plain = type(first) in _PLAIN_ORDER and type(second) in _PLAIN_ORDER
+        if plain and first == first and second == second:
+            return compare(first, second)
+        return compare(_scalar_order(first), _scalar_order(second))
+
+    return ordered
+
+
+_PLAIN_ORDER = frozenset({int, float})
 
 
 def _scalar_order(value: Any) -> tuple:
@@ -741,14 +768,25 @@ def _scalar_order(value: Any) -> tuple:
     return _sort_key(value)
 
 
+_COMBINE: dict[str, Callable[[Any, Any], Any]] = {
+    "$lt": _ordered(operator_lt),
+    "$lte": _ordered(operator_le),
+    "$gt": _ordered(operator_gt),
+    "$gte": _ordered(operator_ge),
+    "$eq": operator_eq,
+}
 _OPERATORS: dict[str, Callable[[Any, bool], Expression]] = {
-    "$lt": _binary(_ordered(operator_lt)),
-    "$lte": _binary(_ordered(operator_le)),
-    "$gt": _binary(_ordered(operator_gt)),
-    "$gte": _binary(_ordered(operator_ge)),
-    "$eq": _binary(operator_eq),
+    **{name: _binary(combine) for name, combine in _COMBINE.items()},
     "$ifNull": _if_null,
     "$cond": _cond,
     "$filter": _filter,
     "$dateToString": _date_to_string,
 }
+
+
+def _source() -> Source:
+    """A stage's function being written: the constructs above, the same tests."""
+    return Source(_expression, _COMBINE, MISSING, _walk, _FALSY)
+
+
+_FALSY = (False, None, 0)
