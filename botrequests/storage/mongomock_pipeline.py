@@ -182,15 +182,7 @@ def _lookup(collection: Collection, options: Any) -> Stage:
                 for key in mongomock_lookup.keys_of(document.get(foreign)):
                     index.setdefault(_lookup_key(key), []).append((position, document))
             for row in _rows(rows):
-                value = row.get(local)
-                if isinstance(value, ObjectId):  # the service's joins: by one id
-                    found = index.get((ObjectId, value.binary), ())
-                    if len(found) < 2:
-                        yield {**row, into: [document for _, document in found]}
-                        continue
-                    keys = [value]
-                else:
-                    keys = mongomock_lookup.keys_of(value)
+                keys = mongomock_lookup.keys_of(row.get(local))
                 if len(keys) == 1:  # one value: its matches, in order, once each
                     found = index.get(_lookup_key(keys[0]), ())
                     if len(found) < 2:
@@ -217,6 +209,7 @@ def _add_fields(collection: Collection, options: Any, owned: bool = False) -> St
     if not isinstance(options, dict) or not options:
         raise _NotCompiled
     source = _source()
+    source.each_row()
     values = []
     for field, spec in options.items():
         if not isinstance(field, str) or not field or "." in field or field.startswith("$"):
@@ -231,7 +224,6 @@ def _add_fields(collection: Collection, options: Any, owned: bool = False) -> St
         source.line(1, f"if {value} is not M:")
         source.line(2, f"out[{field}] = {value}")
     source.line(1, "yield out")
-    source.lines[:0] = ["for row in rows:", "    variables = NOVARS"]
     rows_out = source.function("add_fields", "rows")
     return lambda rows: rows_out(_rows(rows))
 
@@ -324,8 +316,7 @@ def _group(collection: Collection, options: Any) -> Stage:
 
     # The loop over the rows, written out (mongomock_source): the key, then each slot.
     source = _source()
-    source.line(0, "for row in rows:")
-    source.line(1, "variables = NOVARS")
+    source.each_row()
     if by:
         source.expression(by, "key", 1, ignore_missing=True)
         source.line(1, "if key is M:")
@@ -341,11 +332,11 @@ def _group(collection: Collection, options: Any) -> Stage:
         source.line(2, f"group[{slot}] = []")
     for slot in counts:
         source.line(1, f"group[{slot}] += 1")
-    for slot, _kind, spec in plan:
-        if _kind is _FIRST:
+    for slot, kind, spec in plan:
+        if kind is _FIRST:
             source.line(1, f"if group[{slot}] is M:")
             source.expression(spec, f"group[{slot}]", 2, ignore_missing=False)
-        elif _kind is _COLLECT:
+        elif kind is _COLLECT:
             value = source.temp()
             source.expression(spec, value, 1, ignore_missing=False)
             source.line(1, f"if {value} is not M:")

@@ -43,6 +43,11 @@ class Source:
         self._temps += 1
         return f"t{self._temps}"
 
+    def each_row(self) -> None:
+        """The loop the stage's statements (at depth 1) run in, over `rows`."""
+        self.line(0, "for row in rows:")
+        self.line(1, "variables = NOVARS")
+
     def line(self, depth: int, text: str) -> None:
         self.lines.append("    " * depth + text)
 
