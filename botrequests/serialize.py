@@ -22,34 +22,54 @@ from pydantic import BaseModel
 
 def iso(value: datetime) -> str:
     """`2023-06-28T05:38:00.418Z`: UTC, millisecond precision (BSON dates hold no more)."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(timespec="milliseconds") + "Z"
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(UTC)
+    # The first 23 characters are the date and time to the millisecond (a year has four
+    # digits), without the offset an aware date adds.
+    return value.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def plain(value: Any) -> Any:
-    """Convert a stored value to JSON-ready Python: ObjectIds and dates to strings. The
-    common types are matched exactly first: this runs for every value served."""
+    """Convert a stored value to JSON-ready Python: ObjectIds and dates to strings. This
+    runs for every value served: the converter is looked up by exact type."""
     kind = type(value)
     if kind in _AS_IS:
         return value
-    if kind is dict:
-        return {key: plain(item) for key, item in value.items()}
-    if kind is list:
-        return [plain(item) for item in value]
-    if isinstance(value, ObjectId):
-        return str(value)
-    if isinstance(value, datetime):
-        return iso(value)
-    if isinstance(value, BaseModel):
-        return dump(value)
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(item) for item in value]
+    convert = _BY_TYPE.get(kind)
+    if convert is None:
+        convert = _BY_TYPE[kind] = _converter(kind)
+    return convert(value)
+
+
+def _plain_dict(value: dict) -> dict:
+    return {key: plain(item) for key, item in value.items()}
+
+
+def _plain_list(value: list | tuple) -> list:
+    return [plain(item) for item in value]
+
+
+def _as_is(value: Any) -> Any:
     return value
 
 
+def _converter(kind: type) -> Any:
+    """How `plain` converts a value of this type, found once per type."""
+    if issubclass(kind, ObjectId):
+        return str
+    if issubclass(kind, datetime):
+        return iso
+    if issubclass(kind, BaseModel):
+        return dump
+    if issubclass(kind, dict):
+        return _plain_dict
+    if issubclass(kind, list | tuple):
+        return _plain_list
+    return _as_is
+
+
+# The types met so far and their converters: as many entries as there are types.
+_BY_TYPE: dict[type, Any] = {}
 _AS_IS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -59,11 +79,22 @@ def _field(value: Any) -> Any:
     nothing is left of it."""
     if type(value) is not dict:
         return plain(value)
+    return _minimized(value)
+
+
+def _minimized(value: dict) -> Any:
+    # The common scalars are kept here, without a call: this runs for every object served.
     out = {}
     for key, item in value.items():
-        item = _field(item)
-        if item is not _SKIP:
+        kind = type(item)
+        if kind in _AS_IS:
             out[key] = item
+        elif kind is dict:
+            item = _minimized(item)
+            if item is not _SKIP:
+                out[key] = item
+        else:
+            out[key] = plain(item)
     return out if out else _SKIP
 
 
@@ -74,26 +105,30 @@ _INTERNAL = frozenset({"id", "revision_id", "_id", "__v"})
 
 
 @functools.cache
-def _layout(cls: type[BaseModel]) -> tuple[dict[str, str], tuple[str, ...], tuple[str, ...]]:
-    """Per class, once: stored key → field name, and the arrays Mongoose defaults."""
+def _layout(
+    cls: type[BaseModel],
+) -> tuple[dict[str, str], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Per class, once: stored key → field name, the arrays Mongoose defaults, and the
+    declared fields in order."""
     by_key = {(info.alias or name): name for name, info in cls.model_fields.items()}
-    return by_key, getattr(cls, "ARRAYS_FIRST", ()), getattr(cls, "ARRAYS_LAST", ())
+    first, last = getattr(cls, "ARRAYS_FIRST", ()), getattr(cls, "ARRAYS_LAST", ())
+    return by_key, first, last, tuple(cls.model_fields)
 
 
 def _pairs(model: BaseModel) -> dict[str, Any]:
     """A model's stored keys and values, in the order Mongoose serves them (before
     conversion): defaulted arrays first or last, stored keys in stored order, then what
     was set since it was read (or by the service), in declared order."""
-    fields = type(model).model_fields
-    by_key, first, last = _layout(type(model))
-    extra = model.model_extra or {}
+    by_key, first, last, fields = _layout(type(model))
+    extra = model.__pydantic_extra__ or {}
+    values = model.__dict__  # a model's fields, as `getattr` finds them
     # Straight from pydantic's private dict: `model._stored_keys` goes through its
     # `__getattr__`, a tenth of the time of serving a page.
     private = getattr(model, "__pydantic_private__", None)
     stored = private.get("_stored_keys") if private else None
     out: dict[str, Any] = {}
     for array in first:
-        if (array not in stored) if stored is not None else getattr(model, array) is None:
+        if (array not in stored) if stored is not None else values[array] is None:
             out[array] = []
     if stored is not None:
         for key in stored:
@@ -101,18 +136,21 @@ def _pairs(model: BaseModel) -> dict[str, Any]:
                 continue
             name = by_key.get(key)
             if name is not None:
-                out[key] = getattr(model, name)
+                out[key] = values[name]
             elif key in extra:
                 out[key] = extra[key]
     # Set since it was read, or built by the service: declared order, nothing null (a
-    # null is not stored: Beanie's keep_nulls is off).
-    for name in (*fields, *extra):
-        if name in out or name in _INTERNAL or (stored is not None and name in stored):
-            continue
-        if name in extra or name in model.model_fields_set:
-            value = extra[name] if name in extra else getattr(model, name)
-            if value is not None:
-                out[name] = value
+    # null is not stored: Beanie's keep_nulls is off). A document as it was read has
+    # nothing of the kind, which one pass over what it holds tells.
+    held = _INTERNAL.union(stored, out) if stored is not None else None
+    if held is None or not (held >= model.__pydantic_fields_set__ and held >= extra.keys()):
+        for name in (*fields, *extra):
+            if name in out or name in _INTERNAL or (stored is not None and name in stored):
+                continue
+            if name in extra or name in model.__pydantic_fields_set__:
+                value = extra[name] if name in extra else values[name]
+                if value is not None:
+                    out[name] = value
     for array in last:
         if out.get(array) is None:
             out[array] = []
@@ -126,9 +164,18 @@ def dump(model: BaseModel) -> dict[str, Any]:
     """The served JSON object for one document, embedded document or projection."""
     served: dict[str, Any] = {}
     for key, value in _pairs(model).items():
-        value = _field(value)
-        if value is not _SKIP:
+        kind = type(value)  # `_field`, its common cases without a call
+        if kind in _AS_IS:
             served[key] = value
+        elif kind is dict:
+            value = _minimized(value)
+            if value is not _SKIP:
+                served[key] = value
+        else:
+            convert = _BY_TYPE.get(kind)
+            if convert is None:
+                convert = _BY_TYPE[kind] = _converter(kind)
+            served[key] = convert(value)
     identifier = getattr(model, "id", None)
     if identifier is not None:
         served["id"] = str(identifier)

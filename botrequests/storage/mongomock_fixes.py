@@ -365,17 +365,37 @@ def _aware_copy(value: Any) -> Any:
     """`_copy_field` and mongomock's `make_datetime_timezone_aware_in_document` in one
     pass: what a cursor of a tz-aware client returns."""
     kind = type(value)
+    if kind is dict:
+        return _aware_dict(value)
     if kind is datetime:
         return value.replace(tzinfo=UTC)
     if kind in _IMMUTABLE:
         return value
     if isinstance(value, dict):
-        return {key: _aware_copy(item) for key, item in value.items()}
+        return _aware_dict(value)
     if isinstance(value, list | tuple):
         return [_aware_copy(item) for item in value]
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC)
     return copy.copy(value)
+
+
+def _aware_dict(value: dict) -> dict:
+    # Every document a read returns is copied here: the common values without a call.
+    out = {}
+    for key, item in value.items():
+        kind = type(item)
+        if kind is datetime:
+            out[key] = item.replace(tzinfo=UTC)
+        elif kind in _IMMUTABLE:
+            out[key] = item
+        elif kind is dict:
+            out[key] = _aware_dict(item)
+        elif kind is list:
+            out[key] = [_aware_copy(element) for element in item]
+        else:
+            out[key] = _aware_copy(item)
+    return out
 
 
 @dataclass(frozen=True)
