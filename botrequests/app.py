@@ -43,16 +43,23 @@ def create_app(config: Settings | None = None) -> FastAPI:
                 raise
             for line in report.lines():
                 log.info("import: %s", line)
+        words = None
         if ready:
             await repair.after_unclean_stop(client)
             await _bootstrap_development_key(config, db.data_directory(client))
+            # The embedded backend's indexes, as the data was loaded: the first calls after
+            # a start cost what later ones do (the word index follows in the background).
+            await db.prepare_indexes(client, config)
+            words = app.state.word_indexes = asyncio.create_task(
+                db.build_word_indexes(client, config)
+            )
         sweeper = None
         if config.retention_sweep_seconds > 0:
             sweeper = asyncio.create_task(_sweep_now_and_then(app, config.retention_sweep_seconds))
         try:
             yield
         finally:
-            for task in (getattr(app.state, "db_retry", None), sweeper):
+            for task in (getattr(app.state, "db_retry", None), sweeper, words):
                 if task is not None:
                     task.cancel()
             db.close_client(client)

@@ -180,3 +180,90 @@ async def test_newest_first_walk_leaves_unorderable_data_to_mongomock():
     )
     got = await collection.find({}, sort=SORT, limit=5).to_list(length=None)
     assert got == list(collection._sync().find({}, sort=SORT, limit=5))
+
+
+# --- built at start ---------------------------------------------------------------------
+
+
+async def test_start_builds_the_indexes_before_the_first_call_and_the_words_after(tmp_path):
+    """A start on kept data builds the newest-first and equality indexes before it is
+    ready, and the word index in the background; the first search reads that one."""
+    from botrequests.documents import BotRequest
+    from botrequests.storage import db
+    from tests.factories import request_body, seed_world
+    from tests.test_durable import Running
+
+    async with Running(tmp_path) as client:
+        world = await seed_world(client)
+        for n in range(30):
+            body = request_body(world, prompt="lion" if n % 3 == 0 else f"zebra {n}")
+            assert (await client.post("/bot-requests", json=body)).status_code == 201
+    running = Running(tmp_path)
+    async with running as client:
+        store = db.collection(BotRequest)._sync()._store
+        newest = store.__dict__.get("_newest_index")
+        held = store.__dict__.get("_field_indexes")
+        assert newest is not None
+        assert len(newest.keys) == 30
+        assert held is not None
+        assert {"bot", "organization", "requestKey"} <= set(held.by_field)
+        await running.app.state.word_indexes
+        built = held.words
+        assert built is not None
+        assert built.count - built.stale == 30
+        answer = await client.get("/bot-requests", params={"q": "lion", "limit": 100})
+        assert len(answer.json()["items"]) == 10
+        assert store.__dict__["_field_indexes"] is held
+        assert held.words is built
+
+
+def _searched(collection, word: str) -> set:
+    """The ids of the stored documents holding `word`, read from each document."""
+    from botrequests import words
+
+    found = collection._store._documents.items()
+    return {key for key, document in found if word in words.document_words(document)}
+
+
+def test_word_index_built_in_steps_misses_no_write_made_meanwhile():
+    """Inserts, updates, deletes and a document stored again, before and after the step
+    that reaches them: the index built in steps finds what a scan finds, and is kept."""
+    from botrequests.storage import mongomock_keys
+
+    rng = random.Random(3)
+    collection = EmbeddedClient(tz_aware=True).get_database("steps").get_collection("botrequests")
+    collection = collection._sync()
+    vocabulary = ["lion", "zebra", "yak", "emu"]
+
+    def text() -> str:
+        return " ".join(rng.sample(vocabulary, 2))
+
+    collection.insert_many([{"_id": ObjectId(), "prompt": text()} for _ in range(60)])
+    ids = [document["_id"] for document in collection.find()]
+    for round_ in range(10):  # 50 of the 60 stored at the start: not done yet
+        done = mongomock_keys.build_words(collection, 5)
+        assert not done, round_
+        for _ in range(3):
+            action = rng.choice(["insert", "update", "delete", "again"])
+            if action == "insert":
+                ids.append(collection.insert_one({"prompt": text()}).inserted_id)
+            elif action == "update":
+                target = rng.choice(ids)
+                collection.update_one({"_id": target}, {"$set": {"prompt": text()}})
+            elif action == "delete" and len(ids) > 10:
+                collection.delete_one({"_id": ids.pop(rng.randrange(len(ids)))})
+            else:  # deleted, then stored again under the same id
+                target = rng.choice(ids)
+                collection.delete_one({"_id": target})
+                collection.insert_one({"_id": target, "prompt": f"{text()} round{round_}"})
+    while not mongomock_keys.build_words(collection, 5):
+        pass
+    held = collection._store.__dict__["_field_indexes"]
+    built = held.words
+    assert built is not None
+    assert held.building is None
+    for word in [*vocabulary, "round3", "absent"]:
+        found = mongomock_keys.word_candidates(collection, [word], None)
+        assert _searched(collection, word) <= set(found), word
+    assert collection._store.__dict__["_field_indexes"] is held
+    assert held.words is built

@@ -7,6 +7,7 @@ every driver-specific line here makes that move a change in one place (DESIGN.md
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -251,6 +252,43 @@ def data_directory(client: Any) -> Any:
     """The data directory the embedded backend keeps its data in, or None."""
     store = _store(client)
     return store.directory if store is not None else None
+
+
+# Documents one step of the embedded word index's build at start indexes: tens of
+# milliseconds of the worker's time, the most a call that comes meanwhile waits for it.
+WORD_INDEX_STEP = 1_000
+
+
+async def prepare_indexes(client: Any, settings: Settings) -> None:
+    """The embedded backend's in-memory indexes, built at start (before the service is
+    ready), but the word index, built in the background (`build_word_indexes`); MongoDB
+    keeps its own."""
+    from botrequests.storage import embedded
+
+    if isinstance(client, embedded.EmbeddedClient):
+        await embedded.run(embedded.prepare_indexes, client, settings.mongodb_database)
+
+
+async def build_word_indexes(client: Any, settings: Settings) -> None:
+    """The embedded word index, built after a start in steps between other calls (a
+    search that comes first builds what is left whole). Given up after its build had
+    to start over three times (the data changed under it in a way that drops indexes):
+    the first search builds it then."""
+    from botrequests.storage import embedded
+
+    if not isinstance(client, embedded.EmbeddedClient):
+        return
+    for name in sorted(mongomock_words.COLLECTIONS):
+        began, last, restarts = time.monotonic(), -1, 0
+        while restarts < 3:
+            progress = await embedded.run(
+                embedded.build_words, client, settings.mongodb_database, name, WORD_INDEX_STEP
+            )
+            if progress is None:
+                log.info("word index of %s built in %.1f s", name, time.monotonic() - began)
+                break
+            restarts += progress[0] <= last
+            last = progress[0]
 
 
 async def thread_links(model: type[Document]) -> list[tuple[Any, Any, list]]:

@@ -196,6 +196,31 @@ def word_candidates(collection: Any, wanted: list[str], page: int | None) -> lis
     return mongomock_keys.word_candidates(collection._sync(), wanted, page)
 
 
+def prepare_indexes(client: "EmbeddedClient", database: str) -> None:
+    """Build every collection's in-memory indexes (in the worker, at start): the first
+    page or lookup after a start costs what any other does."""
+    from botrequests.storage import mongomock_keys
+
+    sync = _private(client, "AsyncMongoMockClient", "client").get_database(database)
+    for name in sync.list_collection_names():
+        collection = sync.get_collection(name)
+        mongomock_newest.prepare(collection)
+        mongomock_keys.prepare(collection)
+
+
+def build_words(client: "EmbeddedClient", database: str, name: str, step: int) -> tuple | None:
+    """One step of building a collection's word index (in the worker): None once it is
+    built, else how far it has come, `(indexed, of)`."""
+    from botrequests.storage import mongomock_keys
+
+    sync = _private(client, "AsyncMongoMockClient", "client").get_database(database)
+    collection = sync.get_collection(name)
+    if mongomock_keys.build_words(collection, step):
+        return None
+    building = mongomock_keys.building(collection)
+    return None if building is None else (building.done_upto, len(building.snapshot))
+
+
 def is_embedded(collection: Any) -> bool:
     return isinstance(collection, _Collection)
 

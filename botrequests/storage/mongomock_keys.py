@@ -50,8 +50,29 @@ class _FieldIndex:
         self.ids: dict[Any, list] = {}
         self.count = 0
         self.stale = 0
+        if len(self.parts) > 1:
+            for key, document in documents:
+                self.add(key, document)
+            return
+        # A top-level field (most of them, built at every start): `add`'s steps inline,
+        # an array's elements through `add` itself.
+        (field,) = self.parts
+        ids = self.ids
         for key, document in documents:
-            self.add(key, document)
+            value = document.get(field)
+            if type(value) is list:
+                self.add(key, document)
+                continue
+            try:
+                held = ids.get(value)
+            except TypeError:  # unhashable (a document): no scalar equals it
+                self.count += 1
+                continue
+            if held is None:
+                ids[value] = [key]
+            else:
+                held.append(key)
+            self.count += 1
 
     def add(self, key: Any, document: dict, again: bool = False) -> None:
         """Index `document`, stored under `key`; `again`: a document already counted,
@@ -88,9 +109,11 @@ class _Indexes:
         for key, _ in documents:
             self.order[key] = self.next
             self.next += 1
-        # The word index is built by the first search that needs it (a scan of every
-        # document's text: no other query pays for it), then kept like the others.
+        # The word index is built after a start in steps between other calls
+        # (`build_words`), or by the first search that needs it sooner; then kept like
+        # the others.
         self.words: mongomock_words.WordIndex | None = None
+        self.building: mongomock_words.Build | None = None
         for field in fields - {mongomock_words.WORDS}:
             try:
                 self.by_field[field] = _FieldIndex(field, documents)
@@ -105,13 +128,17 @@ class _Indexes:
             index.add(key, document, again)
         if self.words is not None:
             self.words.add(key, document, again)
+        elif self.building is not None:
+            self.building.index.add(key, document, again)
 
     def removed(self, key: Any) -> None:
-        self.order.pop(key, None)
+        position = self.order.pop(key, None)
         for index in self.by_field.values():
             index.stale += 1
         if self.words is not None:
             self.words.stale += 1
+        elif self.building is not None and self.building.counts(position):
+            self.building.index.stale += 1
 
 
 def _declared(collection: Collection) -> frozenset[str]:
@@ -233,11 +260,42 @@ def word_candidates(collection: Collection, wanted: list[str], page: int | None)
         return None
     if indexes.words is None:
         indexes.words = mongomock_words.WordIndex(list(collection._store._documents.items()))
+        indexes.building = None
     found = mongomock_words.candidates(indexes.words, wanted)
     held = indexes.order
     if page is not None and len(found) ** 2 >= 16 * page * len(held):
         return None
     return [key for key in dict.fromkeys(found) if key in held]
+
+
+def prepare(collection: Collection) -> None:
+    """Build the collection's equality indexes now (at start, before the first query
+    that needs them); the word index is built apart, in steps (`build_words`)."""
+    _indexes(collection)
+
+
+def build_words(collection: Collection, step: int) -> bool:
+    """Index the words of up to `step` more documents of the word index being built (one
+    call of a few milliseconds, between other calls); True once the index is built, or
+    when the collection keeps none."""
+    indexes = _indexes(collection)
+    if indexes is None or mongomock_words.WORDS not in indexes.fields:
+        return True
+    if indexes.words is not None:
+        return True
+    if indexes.building is None:
+        indexes.building = mongomock_words.Build(list(indexes.order.items()), indexes.next)
+    building = indexes.building
+    building.take(collection._store._documents, indexes.order, step)
+    if building.done:
+        indexes.words, indexes.building = building.index, None
+    return building.done
+
+
+def building(collection: Collection) -> mongomock_words.Build | None:
+    """The collection's word index being built, if one is."""
+    held = collection._store.__dict__.get(_SLOT)
+    return None if held is None else held.building
 
 
 def documents(collection: Collection, query: Any) -> list[dict] | None:

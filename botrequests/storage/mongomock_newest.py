@@ -88,6 +88,11 @@ def _index(collection: Collection) -> _Index | None:
     return index
 
 
+def prepare(collection: Collection) -> None:
+    """Build the collection's index now (at start, before the first walk needs it)."""
+    _index(collection)
+
+
 def _drop(collection: Collection) -> None:
     forget(collection._store)
 
