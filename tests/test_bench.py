@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -78,6 +80,29 @@ def test_embedded_pages_script_prints_both_sides():
     assert len(rows) == 5  # four pages and the insert
     for row in rows:
         assert row.count(" ms |") == 2, row
+
+
+def test_page_cost_script_parts_add_up_to_the_call(tmp_path):
+    """scripts/page_cost.py: a figure per part, and the parts with the rest make the
+    whole call (the table written into the page given)."""
+    page = tmp_path / "benchmarks.md"
+    page.write_text((ROOT / "docs" / "benchmarks.md").read_text())
+    table = run_script(
+        "scripts/page_cost.py", "--requests", "150", "--rounds", "1", "--calls", "2",
+        "--docs", str(page),
+    )  # fmt: skip
+    rows = {
+        line.split("|")[1].strip(): float(line.split("|")[2])
+        for line in table.splitlines()
+        if line.startswith("| ") and not line.startswith("| part")
+    }
+    assert len(rows) == 8
+    assert all(value > 0 for name, value in rows.items() if not name.startswith("the rest"))
+    whole = rows.pop("whole call through HTTP (in process)")
+    rows.pop("the service's page alone")
+    assert sum(rows.values()) == pytest.approx(whole, abs=0.05)
+    region = page.read_text().split("<!-- generated: page-cost -->\n")[1].split("<!-- end:")[0]
+    assert table.strip().splitlines()[-1] in region
 
 
 def test_durable_bench_smoke_measures_both_sides_in_one_run(tmp_path):
