@@ -5,6 +5,7 @@ inserts, deletes, updates that keep the order and updates that move it."""
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from bson import ObjectId
 
 from botrequests.storage import mongomock_newest
@@ -267,3 +268,33 @@ def test_word_index_built_in_steps_misses_no_write_made_meanwhile():
         assert _searched(collection, word) <= set(found), word
     assert collection._store.__dict__["_field_indexes"] is held
     assert held.words is built
+
+
+async def test_read_of_what_the_service_wrote_shares_its_ids_instead_of_copying_each(
+    client, app, monkeypatch
+):
+    """What the service stores holds Beanie's ObjectId subclass until a restart: a read
+    shares those ids, as it shares bson's own, instead of `copy.copy`-ing each (which cost
+    more than copying the rest of the document); the containers are still copies."""
+    if not app.state.settings.embedded:
+        pytest.skip("the embedded backend's copies")
+    from botrequests.documents import BotRequest
+    from botrequests.storage import db, mongomock_fixes
+    from tests.factories import record, seed_world
+
+    world = await seed_world(client)
+    made = [await record(client, world, tags=["a"]) for _ in range(3)]
+    copied = []
+    plain_copy = mongomock_fixes.copy.copy
+    monkeypatch.setattr(
+        mongomock_fixes.copy, "copy", lambda value: copied.append(value) or plain_copy(value)
+    )
+    page = await client.get("/bot-requests", params={"limit": 3})
+    assert [item["id"] for item in page.json()["items"]] == [m["id"] for m in reversed(made)]
+    assert copied == []
+    rows = await db.find_raw(BotRequest, {}, {}, sort=[("createdAt", -1), ("_id", -1)], limit=1)
+    stored = db.collection(BotRequest)._sync()._store._documents[rows[0]["_id"]]
+    assert type(stored["bot"]) is not ObjectId  # the subclass, as written
+    assert rows[0]["bot"] is stored["bot"]
+    assert rows[0]["tags"] == stored["tags"]
+    assert rows[0]["tags"] is not stored["tags"]
