@@ -73,17 +73,11 @@ _BY_TYPE: dict[type, Any] = {}
 _AS_IS = frozenset({str, int, float, bool, type(None)})
 
 
-def _field(value: Any) -> Any:
-    """A field's served value, with Mongoose's minimize: an object is converted and its
-    empty objects dropped, recursively through objects (not into arrays); `_SKIP` when
-    nothing is left of it."""
-    if type(value) is not dict:
-        return plain(value)
-    return _minimized(value)
-
-
 def _minimized(value: dict) -> Any:
-    # The common scalars are kept here, without a call: this runs for every object served.
+    """An object's served value, with Mongoose's minimize: converted, and its empty
+    objects dropped, recursively through objects (not into arrays); `_SKIP` when nothing
+    is left of it. The common scalars are kept without a call: this runs for every object
+    served."""
     out = {}
     for key, item in value.items():
         kind = type(item)
@@ -164,7 +158,7 @@ def dump(model: BaseModel) -> dict[str, Any]:
     """The served JSON object for one document, embedded document or projection."""
     served: dict[str, Any] = {}
     for key, value in _pairs(model).items():
-        kind = type(value)  # `_field`, its common cases without a call
+        kind = type(value)  # as `plain` and `_minimized` convert, without a call
         if kind in _AS_IS:
             served[key] = value
         elif kind is dict:

@@ -276,7 +276,7 @@ def prepare(collection: Collection) -> None:
 
 def build_words(collection: Collection, step: int) -> bool:
     """Index the words of up to `step` more documents of the word index being built (one
-    call of a few milliseconds, between other calls); True once the index is built, or
+    call of tens of milliseconds at most, between other calls); True once the index is built, or
     when the collection keeps none."""
     indexes = _indexes(collection)
     if indexes is None or mongomock_words.WORDS not in indexes.fields:

@@ -2,13 +2,12 @@
 (words.py) to the ids of the requests holding it, for search (`q=`).
 
 It is kept with the collection's equality indexes (mongomock_keys, where mongomock's store
-changes; `WORDS` names it among their fields): built after a start in steps of a few
-milliseconds each (`Build`, run between other calls, so that no caller waits for all of
-it), or whole by a search that needs it before they are done (linear, once); then kept on
-every insert, update and delete. An update
-of a searched field indexes the document again under its new words; its old words stay
-until the next rebuild — candidates the search's own check drops (search.py), so the index
-only has to miss nothing.
+changes; `WORDS` names it among their fields): built after a start in steps of tens of
+milliseconds at most (`Build`, run between other calls, so that no caller waits for all
+of it), or whole by a search that needs it before they are done (linear, once); then kept
+on every insert, update and delete. An update of a searched field indexes the document
+again under its new words; its old words stay until the next rebuild — candidates the
+search's own check drops (search.py), so the index only has to miss nothing.
 """
 
 from typing import Any
