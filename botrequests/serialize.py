@@ -166,10 +166,7 @@ def dump(model: BaseModel) -> dict[str, Any]:
             if value is not _SKIP:
                 served[key] = value
         else:
-            convert = _BY_TYPE.get(kind)
-            if convert is None:
-                convert = _BY_TYPE[kind] = _converter(kind)
-            served[key] = convert(value)
+            served[key] = plain(value)
     identifier = getattr(model, "id", None)
     if identifier is not None:
         served["id"] = str(identifier)

@@ -242,8 +242,8 @@ def test_word_index_built_in_steps_misses_no_write_made_meanwhile():
     collection.insert_many([{"_id": ObjectId(), "prompt": text()} for _ in range(60)])
     ids = [document["_id"] for document in collection.find()]
     for round_ in range(10):  # 50 of the 60 stored at the start: not done yet
-        done = mongomock_keys.build_words(collection, 5)
-        assert not done, round_
+        progress = mongomock_keys.build_words(collection, 5)  # None: built
+        assert progress is not None, round_
         for _ in range(3):
             action = rng.choice(["insert", "update", "delete", "again"])
             if action == "insert":
@@ -257,7 +257,7 @@ def test_word_index_built_in_steps_misses_no_write_made_meanwhile():
                 target = rng.choice(ids)
                 collection.delete_one({"_id": target})
                 collection.insert_one({"_id": target, "prompt": f"{text()} round{round_}"})
-    while not mongomock_keys.build_words(collection, 5):
+    while mongomock_keys.build_words(collection, 5) is not None:
         pass
     held = collection._store.__dict__["_field_indexes"]
     built = held.words

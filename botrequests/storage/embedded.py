@@ -208,17 +208,15 @@ def prepare_indexes(client: "EmbeddedClient", database: str) -> None:
         mongomock_keys.prepare(collection)
 
 
-def build_words(client: "EmbeddedClient", database: str, name: str, step: int) -> tuple | None:
+def build_words(
+    client: "EmbeddedClient", database: str, name: str, step: int
+) -> tuple[int, int] | None:
     """One step of building a collection's word index (in the worker): None once it is
     built, else how far it has come, `(indexed, of)`."""
     from botrequests.storage import mongomock_keys
 
     sync = _private(client, "AsyncMongoMockClient", "client").get_database(database)
-    collection = sync.get_collection(name)
-    if mongomock_keys.build_words(collection, step):
-        return None
-    building = mongomock_keys.building(collection)
-    return None if building is None else (building.done_upto, len(building.snapshot))
+    return mongomock_keys.build_words(sync.get_collection(name), step)
 
 
 def is_embedded(collection: Any) -> bool:

@@ -50,29 +50,8 @@ class _FieldIndex:
         self.ids: dict[Any, list] = {}
         self.count = 0
         self.stale = 0
-        if len(self.parts) > 1:
-            for key, document in documents:
-                self.add(key, document)
-            return
-        # A top-level field (most of them, built at every start): `add`'s steps inline,
-        # an array's elements through `add` itself.
-        (field,) = self.parts
-        ids = self.ids
         for key, document in documents:
-            value = document.get(field)
-            if type(value) is list:
-                self.add(key, document)
-                continue
-            try:
-                held = ids.get(value)
-            except TypeError:  # unhashable (a document): no scalar equals it
-                self.count += 1
-                continue
-            if held is None:
-                ids[value] = [key]
-            else:
-                held.append(key)
-            self.count += 1
+            self.add(key, document)
 
     def add(self, key: Any, document: dict, again: bool = False) -> None:
         """Index `document`, stored under `key`; `again`: a document already counted,
@@ -274,28 +253,23 @@ def prepare(collection: Collection) -> None:
     _indexes(collection)
 
 
-def build_words(collection: Collection, step: int) -> bool:
+def build_words(collection: Collection, step: int) -> tuple[int, int] | None:
     """Index the words of up to `step` more documents of the word index being built (one
-    call of tens of milliseconds at most, between other calls); True once the index is built, or
-    when the collection keeps none."""
+    call of tens of milliseconds at most, between other calls): how far it has come,
+    `(indexed, of)`; None once the index is built, or when the collection keeps none."""
     indexes = _indexes(collection)
     if indexes is None or mongomock_words.WORDS not in indexes.fields:
-        return True
+        return None
     if indexes.words is not None:
-        return True
+        return None
     if indexes.building is None:
         indexes.building = mongomock_words.Build(list(indexes.order.items()), indexes.next)
     building = indexes.building
     building.take(collection._store._documents, indexes.order, step)
     if building.done:
         indexes.words, indexes.building = building.index, None
-    return building.done
-
-
-def building(collection: Collection) -> mongomock_words.Build | None:
-    """The collection's word index being built, if one is."""
-    held = collection._store.__dict__.get(_SLOT)
-    return None if held is None else held.building
+        return None
+    return building.done_upto, len(building.snapshot)
 
 
 def documents(collection: Collection, query: Any) -> list[dict] | None:
